@@ -1,0 +1,44 @@
+/**
+ * Where blob bytes live. The SQL metadata is the source of truth: an object no row points to
+ * is garbage, and a row only points to an object whose upload completed.
+ *
+ * Uploads are written in place at their final key (no rename or copy when they finish): the
+ * metadata keeps the key in the blob row. `state` is the store's own handle for an unfinished
+ * upload (e.g. an S3 multipart upload id and part list), serialized so that any replica can
+ * continue the upload.
+ */
+import type { Readable } from 'node:stream';
+import type { ByteRange } from '../../core/interfaces.js';
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  modified: Date;
+}
+
+export interface ObjectStore {
+  /** A short description for logs, e.g. `file:/var/lib/portfolio` or `s3://bucket/prefix`. */
+  readonly description: string;
+  /** Streams a completed object, or an inclusive range of it. */
+  read(key: string, range?: ByteRange): Promise<Readable>;
+  stat(key: string): Promise<ObjectInfo | null>;
+  /** Idempotent. */
+  delete(key: string): Promise<void>;
+  /** Every object whose key starts with `prefix` (for integrity checks and garbage collection). */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+
+  /** Starts an upload at `key`; returns the state to persist with the session. */
+  beginUpload(key: string): Promise<string>;
+  /**
+   * Writes `body` at byte `offset` of the upload (bytes past `offset` from an earlier failed
+   * append are discarded). Resolves once the bytes are durable, with the new state and size.
+   */
+  appendUpload(key: string, state: string, offset: number, body: Readable): Promise<{ state: string; size: number }>;
+  /** Streams the bytes of an unfinished upload from the start (to recompute its digest). */
+  readUpload(key: string, state: string, size: number): Promise<Readable>;
+  /** Seals the upload of `size` bytes into the durable object at `key`. */
+  completeUpload(key: string, state: string, size: number): Promise<void>;
+  /** Discards an unfinished upload and its bytes. Idempotent. */
+  abortUpload(key: string, state: string): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,78 @@
+import type { Digest } from '../../core/digest.js';
+import { ErrorCode, errors } from '../../core/errors.js';
+import type { BlobHandle, BlobInfo, BlobStore } from '../../core/interfaces.js';
+import type { RepositoryName } from '../../core/names.js';
+import { ensureRepositoryId, findRepositoryId, type Context } from './context.js';
+import type { Executor } from './database.js';
+
+export class SqlBlobStore implements BlobStore {
+  constructor(
+    private readonly ctx: Context,
+    private readonly repository: RepositoryName,
+  ) {}
+
+  private lookup(exec: Executor, digest: Digest) {
+    return exec
+      .selectFrom('repository_blobs as rb')
+      .innerJoin('repositories as r', 'r.id', 'rb.repository_id')
+      .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
+      .select(['b.id', 'b.digest', 'b.size', 'b.object_key', 'rb.repository_id'])
+      .where('r.name', '=', this.repository)
+      .where('b.digest', '=', digest);
+  }
+
+  async stat(digest: Digest): Promise<BlobInfo | null> {
+    const row = await this.lookup(this.ctx.database.db, digest).executeTakeFirst();
+    return row ? { digest, size: row.size } : null;
+  }
+
+  async open(digest: Digest): Promise<BlobHandle | null> {
+    const row = await this.lookup(this.ctx.database.db, digest).executeTakeFirst();
+    if (!row) return null;
+    const objects = this.ctx.objects;
+    return { info: { digest, size: row.size }, read: (range) => objects.read(row.object_key, range) };
+  }
+
+  async delete(digest: Digest): Promise<void> {
+    await this.ctx.database.tx(async (trx) => {
+      const row = await this.lookup(trx, digest).executeTakeFirst();
+      if (!row) throw errors.blobUnknown(digest);
+      const used = await trx
+        .selectFrom('manifest_blobs')
+        .select('manifest_id')
+        .where('repository_id', '=', row.repository_id)
+        .where('blob_id', '=', row.id)
+        .executeTakeFirst();
+      if (used) throw errors.conflict(ErrorCode.BLOB_REFERENCED, 'blob is referenced by a manifest in this repository', { digest });
+      await trx.deleteFrom('repository_blobs').where('repository_id', '=', row.repository_id).where('blob_id', '=', row.id).execute();
+    });
+  }
+
+  async mount(digest: Digest, from: RepositoryName | null): Promise<BlobInfo | null> {
+    return this.ctx.database.tx(async (trx) => {
+      let source = trx.selectFrom('blobs as b').select(['b.id', 'b.size']).where('b.digest', '=', digest);
+      if (from !== null) {
+        const fromId = await findRepositoryId(trx, from);
+        if (fromId === null) return null;
+        source = source.where(({ exists, selectFrom }) =>
+          exists(selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.blob_id', '=', 'b.id').where('rb.repository_id', '=', fromId)),
+        );
+      }
+      const blob = await source.$if(this.ctx.database.postgres, (q) => q.forShare()).executeTakeFirst();
+      if (!blob) return null;
+      const repositoryId = await ensureRepositoryId(trx, this.repository);
+      await linkBlob(trx, repositoryId, blob.id);
+      return { digest, size: blob.size };
+    });
+  }
+}
+
+/** Makes a blob visible in a repository, or refreshes the link's grace period. */
+export async function linkBlob(exec: Executor, repositoryId: number, blobId: number): Promise<void> {
+  const now = Date.now();
+  await exec
+    .insertInto('repository_blobs')
+    .values({ repository_id: repositoryId, blob_id: blobId, touched_at: now })
+    .onConflict((oc) => oc.columns(['repository_id', 'blob_id']).doUpdateSet({ touched_at: now }))
+    .execute();
+}

@@ -1,0 +1,50 @@
+/** What the SQL stores share: the database, the object store, settings and the repository lookups. */
+import type { Hash } from 'node:crypto';
+import type { RepositoryName } from '../../core/names.js';
+import type { ObjectStore } from '../objects/object-store.js';
+import type { Database, Executor } from './database.js';
+
+export interface SqlRegistryOptions {
+  /** How long an idle upload session lives (ms). */
+  uploadTtlMs: number;
+  /** Largest accepted blob (bytes); undefined means no limit. */
+  maxBlobBytes?: number;
+  /** Largest page a list endpoint returns when the client asks for more or names no size. */
+  maxPageSize: number;
+}
+
+export interface Context {
+  database: Database;
+  objects: ObjectStore;
+  options: SqlRegistryOptions;
+  /** Running digests of uploads this process is writing, by session id (see uploads.ts). */
+  hashers: Map<string, { size: number; hash: Hash }>;
+}
+
+export async function findRepositoryId(exec: Executor, name: RepositoryName): Promise<number | null> {
+  const row = await exec.selectFrom('repositories').select('id').where('name', '=', name).executeTakeFirst();
+  return row?.id ?? null;
+}
+
+export async function ensureRepositoryId(exec: Executor, name: RepositoryName): Promise<number> {
+  const existing = await findRepositoryId(exec, name);
+  if (existing !== null) return existing;
+  await exec
+    .insertInto('repositories')
+    .values({ name, created_at: Date.now() })
+    .onConflict((oc) => oc.column('name').doNothing())
+    .execute();
+  const id = await findRepositoryId(exec, name);
+  if (id === null) throw new Error(`repository ${name} vanished while being created`);
+  return id;
+}
+
+/** Keyset paging over a sorted text column: fetch one extra row to learn whether more remain. */
+export function pageOf(rows: { name: string }[], limit: number): { items: string[]; more: boolean } {
+  const more = rows.length > limit;
+  return { items: rows.slice(0, limit).map((r) => r.name), more };
+}
+
+export function pageLimit(requested: number | undefined, max: number): number {
+  return requested === undefined ? max : Math.min(requested, max);
+}

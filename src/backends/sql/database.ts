@@ -1,0 +1,115 @@
+/**
+ * Opens the metadata database (SQLite file or PostgreSQL URL), runs migrations, and provides
+ * the transaction runner. Everything that differs between the two engines at run time is here.
+ */
+import SqliteDatabase from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import pg from 'pg';
+import { migrations, type Dialect, type Schema } from './schema.js';
+
+// int8 columns (sizes, times, ids) fit in a double; read them as numbers on PostgreSQL too.
+pg.types.setTypeParser(20, (value) => Number(value));
+
+export type Executor = Kysely<Schema> | Transaction<Schema>;
+
+export interface DatabaseOptions {
+  /** `sqlite:PATH` style path to a SQLite file, or a postgres:// URL. */
+  url: string;
+  /** SQLite synchronous mode: FULL survives power loss, NORMAL only process crashes. */
+  sqliteSync?: 'FULL' | 'NORMAL';
+  poolSize?: number;
+}
+
+export class Database {
+  private constructor(
+    readonly db: Kysely<Schema>,
+    readonly dialect: Dialect,
+  ) {}
+
+  static async open(options: DatabaseOptions): Promise<Database> {
+    if (/^postgres(ql)?:\/\//.test(options.url)) {
+      const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 16 });
+      // A dead connection in the pool must not take the process down.
+      pool.on('error', () => {});
+      const client = await pool.connect().catch((err: Error) => {
+        throw new Error(`cannot connect to PostgreSQL at ${redact(options.url)}: ${err.message}`);
+      });
+      client.release();
+      return new Database(new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
+    }
+    const path = options.url.replace(/^sqlite:/, '');
+    let sqlite: SqliteDatabase.Database;
+    try {
+      sqlite = new SqliteDatabase(path);
+    } catch (err) {
+      throw new Error(`cannot open SQLite database ${path}: ${(err as Error).message}`);
+    }
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma(`synchronous = ${options.sqliteSync ?? 'FULL'}`);
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('busy_timeout = 10000');
+    return new Database(new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) }), 'sqlite');
+  }
+
+  get postgres(): boolean {
+    return this.dialect === 'postgres';
+  }
+
+  /** Brings the schema up to date; concurrent callers (replicas starting together) serialize on a lock. */
+  async migrate(): Promise<string[]> {
+    const all = migrations(this.dialect);
+    const migrator = new Migrator({ db: this.db, provider: { getMigrations: async () => all } });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) throw new Error(`database migration failed: ${(error as Error).message ?? String(error)}`);
+    return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  }
+
+  /**
+   * Runs `work` in one transaction. SQLite takes the write lock up front (BEGIN IMMEDIATE), so
+   * processes sharing the file queue instead of failing on a lock upgrade; PostgreSQL retries
+   * serialization failures, deadlocks and unique-key races, which `work` must tolerate by
+   * re-reading its state.
+   */
+  async tx<T>(work: (trx: Executor) => Promise<T>): Promise<T> {
+    if (this.dialect === 'sqlite') {
+      return this.db.connection().execute(async (conn) => {
+        await sql`begin immediate`.execute(conn);
+        try {
+          const result = await work(conn);
+          await sql`commit`.execute(conn);
+          return result;
+        } catch (err) {
+          await sql`rollback`.execute(conn).catch(() => {});
+          throw err;
+        }
+      });
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.db.transaction().execute(work);
+      } catch (err) {
+        if (attempt >= 8 || !isRetryable(err)) throw err;
+        await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}
+
+function isRetryable(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === '40001' || code === '40P01' || code === '23505' || code === '23503';
+}
+
+/** True when the error is a unique-key violation (a concurrent insert of the same row). */
+export function isUniqueViolation(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+export function redact(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+}

@@ -1,0 +1,38 @@
+import type { Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { errors } from '../../core/errors.js';
+
+/**
+ * Counts and hashes the bytes of an upload chunk on their way to the object store, and stops
+ * the stream when the chunk outgrows the blob size limit or the length the client declared.
+ */
+export class Meter extends Transform {
+  bytes = 0;
+
+  constructor(
+    private readonly hash: Hash | null,
+    /** Bytes this chunk may carry before the blob is too large. */
+    private readonly remaining: number,
+    private readonly maxBlobBytes: number | undefined,
+    private readonly declaredLength: number | undefined,
+  ) {
+    super({ highWaterMark: 1024 * 1024 });
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.remaining) return done(errors.tooLarge('blob', this.maxBlobBytes ?? this.remaining));
+    if (this.declaredLength !== undefined && this.bytes > this.declaredLength) {
+      return done(errors.rangeInvalid('chunk is longer than declared'));
+    }
+    this.hash?.update(chunk);
+    done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.declaredLength !== undefined && this.bytes !== this.declaredLength) {
+      return done(errors.sizeInvalid(`chunk carried ${this.bytes} bytes, declared ${this.declaredLength}`));
+    }
+    done();
+  }
+}

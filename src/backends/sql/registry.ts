@@ -1,0 +1,80 @@
+/** The SQL backend: metadata in SQLite or PostgreSQL, bytes in an ObjectStore. */
+import type { Page, PageRequest, Registry, Repository } from '../../core/interfaces.js';
+import type { RepositoryName } from '../../core/names.js';
+import type { ObjectStore } from '../objects/object-store.js';
+import { SqlBlobStore } from './blobs.js';
+import { findRepositoryId, pageLimit, pageOf, type Context, type SqlRegistryOptions } from './context.js';
+import type { Database } from './database.js';
+import { SqlManifestStore } from './manifests.js';
+import { SqlUploadStore } from './uploads.js';
+
+export type { SqlRegistryOptions } from './context.js';
+
+export class SqlRegistry implements Registry {
+  private readonly ctx: Context;
+
+  constructor(database: Database, objects: ObjectStore, options: SqlRegistryOptions) {
+    this.ctx = { database, objects, options, hashers: new Map() };
+  }
+
+  repository(name: RepositoryName): Repository {
+    const ctx = this.ctx;
+    return {
+      name,
+      blobs: new SqlBlobStore(ctx, name),
+      uploads: new SqlUploadStore(ctx, name),
+      manifests: new SqlManifestStore(ctx, name),
+      tags: async (page: PageRequest): Promise<Page | null> => {
+        const db = ctx.database.db;
+        const repositoryId = await findRepositoryId(db, name);
+        if (repositoryId === null) return null;
+        const limit = pageLimit(page.n, ctx.options.maxPageSize);
+        let query = db.selectFrom('tags').select('name').where('repository_id', '=', repositoryId);
+        if (page.last !== undefined) query = query.where('name', '>', page.last);
+        return pageOf(await query.orderBy('name').limit(limit + 1).execute(), limit);
+      },
+    };
+  }
+
+  async catalog(page: PageRequest): Promise<Page> {
+    const limit = pageLimit(page.n, this.ctx.options.maxPageSize);
+    let query = this.ctx.database.db.selectFrom('repositories').select('name');
+    if (page.last !== undefined) query = query.where('name', '>', page.last);
+    return pageOf(await query.orderBy('name').limit(limit + 1).execute(), limit);
+  }
+
+  async expireUploads(now: Date = new Date()): Promise<number> {
+    const db = this.ctx.database.db;
+    let expired = 0;
+    for (;;) {
+      const rows = await db
+        .selectFrom('uploads')
+        .select(['id', 'object_key', 'store_state'])
+        .where('expires_at', '<=', now.getTime())
+        .limit(100)
+        .execute();
+      let progressed = false;
+      for (const row of rows) {
+        // The row goes first: an object without a row is garbage that collection finds; a row
+        // without its object would be a broken session.
+        const deleted = await db
+          .deleteFrom('uploads')
+          .where('id', '=', row.id)
+          .where('expires_at', '<=', now.getTime())
+          .where((eb) => eb.or([eb('lease_expires', 'is', null), eb('lease_expires', '<', now.getTime())]))
+          .executeTakeFirst();
+        if (deleted.numDeletedRows === 0n) continue;
+        progressed = true;
+        expired++;
+        this.ctx.hashers.delete(row.id);
+        await this.ctx.objects.abortUpload(row.object_key, row.store_state).catch(() => {});
+      }
+      if (rows.length < 100 || !progressed) return expired;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.ctx.objects.close();
+    await this.ctx.database.close();
+  }
+}

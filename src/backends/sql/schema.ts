@@ -1,0 +1,179 @@
+/**
+ * The metadata model. Integrity lives in the schema, not only in code: a manifest's blob
+ * references point at the repository's blob links (so a link cannot go while a manifest uses
+ * it), index entries point at manifests, and links point at blob rows (so garbage collection
+ * cannot delete a blob that anything still links).
+ */
+import { sql, type Generated, type Kysely, type Migration } from 'kysely';
+
+export interface RepositoriesTable {
+  id: Generated<number>;
+  name: string;
+  created_at: number;
+}
+export interface BlobsTable {
+  id: Generated<number>;
+  digest: string;
+  size: number;
+  /** Where the bytes are in the object store; set once, never renamed. */
+  object_key: string;
+  created_at: number;
+}
+export interface RepositoryBlobsTable {
+  repository_id: number;
+  blob_id: number;
+  /** Last upload, mount or manifest reference: garbage collection's grace period counts from here. */
+  touched_at: number;
+}
+export interface ManifestsTable {
+  id: Generated<number>;
+  repository_id: number;
+  digest: string;
+  media_type: string;
+  artifact_type: string | null;
+  /** Plain text, not a foreign key: a referrer may arrive before its subject. */
+  subject_digest: string | null;
+  annotations: string | null;
+  size: number;
+  content: Buffer;
+  created_at: number;
+}
+export interface ManifestBlobsTable {
+  manifest_id: number;
+  repository_id: number;
+  blob_id: number;
+}
+export interface ManifestChildrenTable {
+  parent_id: number;
+  child_id: number;
+}
+export interface TagsTable {
+  repository_id: number;
+  name: string;
+  manifest_id: number;
+  updated_at: number;
+}
+export interface UploadsTable {
+  id: string;
+  repository_id: number;
+  object_key: string;
+  /** The object store's serialized handle for the unfinished upload. */
+  store_state: string;
+  size: number;
+  created_at: number;
+  expires_at: number;
+  /** A writer's exclusive claim on the session while it streams a chunk. */
+  lease_token: string | null;
+  lease_expires: number | null;
+}
+
+export interface Schema {
+  repositories: RepositoriesTable;
+  blobs: BlobsTable;
+  repository_blobs: RepositoryBlobsTable;
+  manifests: ManifestsTable;
+  manifest_blobs: ManifestBlobsTable;
+  manifest_children: ManifestChildrenTable;
+  tags: TagsTable;
+  uploads: UploadsTable;
+}
+
+export type Dialect = 'sqlite' | 'postgres';
+
+/** The only DDL differences between the engines. */
+function types(dialect: Dialect) {
+  const pg = dialect === 'postgres';
+  return {
+    id: pg ? sql`bigserial` : sql`integer`,
+    ref: pg ? sql`bigint` : sql`integer`,
+    int: pg ? sql`bigint` : sql`integer`,
+    // Byte-order sorting of names and tags.
+    text: pg ? sql`text collate "C"` : sql`text`,
+    bytes: pg ? sql`bytea` : sql`blob`,
+  };
+}
+
+export function migrations(dialect: Dialect): Record<string, Migration> {
+  const t = types(dialect);
+  return {
+    '0001_initial': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('repositories')
+          .addColumn('id', t.id, (c) => c.primaryKey())
+          .addColumn('name', t.text, (c) => c.notNull().unique())
+          .addColumn('created_at', t.int, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('blobs')
+          .addColumn('id', t.id, (c) => c.primaryKey())
+          .addColumn('digest', t.text, (c) => c.notNull().unique())
+          .addColumn('size', t.int, (c) => c.notNull())
+          .addColumn('object_key', t.text, (c) => c.notNull().unique())
+          .addColumn('created_at', t.int, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('repository_blobs')
+          .addColumn('repository_id', t.ref, (c) => c.notNull().references('repositories.id').onDelete('cascade'))
+          .addColumn('blob_id', t.ref, (c) => c.notNull().references('blobs.id'))
+          .addColumn('touched_at', t.int, (c) => c.notNull())
+          .addPrimaryKeyConstraint('repository_blobs_pk', ['repository_id', 'blob_id'])
+          .execute();
+        await db.schema.createIndex('repository_blobs_blob').on('repository_blobs').column('blob_id').execute();
+        await db.schema
+          .createTable('manifests')
+          .addColumn('id', t.id, (c) => c.primaryKey())
+          .addColumn('repository_id', t.ref, (c) => c.notNull().references('repositories.id').onDelete('cascade'))
+          .addColumn('digest', t.text, (c) => c.notNull())
+          .addColumn('media_type', t.text, (c) => c.notNull())
+          .addColumn('artifact_type', t.text)
+          .addColumn('subject_digest', t.text)
+          .addColumn('annotations', t.text)
+          .addColumn('size', t.int, (c) => c.notNull())
+          .addColumn('content', t.bytes, (c) => c.notNull())
+          .addColumn('created_at', t.int, (c) => c.notNull())
+          .addUniqueConstraint('manifests_repository_digest', ['repository_id', 'digest'])
+          .execute();
+        await db.schema.createIndex('manifests_subject').on('manifests').columns(['repository_id', 'subject_digest']).execute();
+        await db.schema
+          .createTable('manifest_blobs')
+          .addColumn('manifest_id', t.ref, (c) => c.notNull().references('manifests.id').onDelete('cascade'))
+          .addColumn('repository_id', t.ref, (c) => c.notNull())
+          .addColumn('blob_id', t.ref, (c) => c.notNull())
+          .addPrimaryKeyConstraint('manifest_blobs_pk', ['manifest_id', 'blob_id'])
+          .addForeignKeyConstraint('manifest_blobs_link', ['repository_id', 'blob_id'], 'repository_blobs', ['repository_id', 'blob_id'])
+          .execute();
+        await db.schema.createIndex('manifest_blobs_link').on('manifest_blobs').columns(['repository_id', 'blob_id']).execute();
+        await db.schema
+          .createTable('manifest_children')
+          .addColumn('parent_id', t.ref, (c) => c.notNull().references('manifests.id').onDelete('cascade'))
+          .addColumn('child_id', t.ref, (c) => c.notNull().references('manifests.id'))
+          .addPrimaryKeyConstraint('manifest_children_pk', ['parent_id', 'child_id'])
+          .execute();
+        await db.schema.createIndex('manifest_children_child').on('manifest_children').column('child_id').execute();
+        await db.schema
+          .createTable('tags')
+          .addColumn('repository_id', t.ref, (c) => c.notNull().references('repositories.id').onDelete('cascade'))
+          .addColumn('name', t.text, (c) => c.notNull())
+          .addColumn('manifest_id', t.ref, (c) => c.notNull().references('manifests.id').onDelete('cascade'))
+          .addColumn('updated_at', t.int, (c) => c.notNull())
+          .addPrimaryKeyConstraint('tags_pk', ['repository_id', 'name'])
+          .execute();
+        await db.schema.createIndex('tags_manifest').on('tags').column('manifest_id').execute();
+        await db.schema
+          .createTable('uploads')
+          .addColumn('id', t.text, (c) => c.primaryKey())
+          .addColumn('repository_id', t.ref, (c) => c.notNull().references('repositories.id').onDelete('cascade'))
+          .addColumn('object_key', t.text, (c) => c.notNull())
+          .addColumn('store_state', t.text, (c) => c.notNull())
+          .addColumn('size', t.int, (c) => c.notNull())
+          .addColumn('created_at', t.int, (c) => c.notNull())
+          .addColumn('expires_at', t.int, (c) => c.notNull())
+          .addColumn('lease_token', t.text)
+          .addColumn('lease_expires', t.int)
+          .execute();
+        await db.schema.createIndex('uploads_expiry').on('uploads').column('expires_at').execute();
+      },
+    },
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * Builds a registry backend from the engine flags shared by every command: metadata in SQLite
+ * (default, in the data directory) or PostgreSQL; bytes on the filesystem (default) or in S3.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Database } from '../backends/sql/database.js';
+import { SqlRegistry } from '../backends/sql/registry.js';
+import { FsObjectStore } from '../backends/objects/fs-store.js';
+import type { ObjectStore } from '../backends/objects/object-store.js';
+
+export interface EngineOptions {
+  dataDir: string;
+  databaseUrl?: string;
+  storage?: string;
+  uploadTtlMs: number;
+  maxBlobBytes?: number;
+  /** Run pending migrations (serve and migrate do; read-only tools need not). */
+  migrate: boolean;
+}
+
+export interface Engine {
+  registry: SqlRegistry;
+  database: Database;
+  objects: ObjectStore;
+  describe: { database: string; storage: string };
+}
+
+export async function openEngine(options: EngineOptions): Promise<Engine> {
+  const dataDir = resolve(options.dataDir);
+  await mkdir(dataDir, { recursive: true });
+  const databaseUrl = options.databaseUrl || `sqlite:${join(dataDir, 'metadata.db')}`;
+  const objects = await openObjectStore(options.storage, dataDir);
+  let database: Database;
+  try {
+    database = await Database.open({ url: databaseUrl });
+  } catch (err) {
+    await objects.close();
+    throw err;
+  }
+  if (options.migrate) {
+    try {
+      await database.migrate();
+    } catch (err) {
+      await database.close();
+      await objects.close();
+      throw err;
+    }
+  }
+  const registry = new SqlRegistry(database, objects, {
+    uploadTtlMs: options.uploadTtlMs,
+    maxBlobBytes: options.maxBlobBytes,
+    maxPageSize: 10_000,
+  });
+  return {
+    registry,
+    database,
+    objects,
+    describe: { database: database.postgres ? 'postgres' : databaseUrl, storage: objects.description },
+  };
+}
+
+async function openObjectStore(storage: string | undefined, dataDir: string): Promise<ObjectStore> {
+  if (!storage || storage.startsWith('file:')) {
+    const path = storage ? storage.replace(/^file:(\/\/)?/, '') : join(dataDir, 'objects');
+    return FsObjectStore.open(resolve(path));
+  }
+  if (storage.startsWith('s3://')) {
+    const s3 = (await import('../backends/objects/s3-store.js' as string)) as {
+      createS3ObjectStore(url: string): Promise<ObjectStore>;
+    };
+    return s3.createS3ObjectStore(storage);
+  }
+  throw new Error(`unsupported --storage ${JSON.stringify(storage)}: use s3://BUCKET[/PREFIX] or file:PATH`);
+}

@@ -1,0 +1,74 @@
+/** `portfolio serve`: the registry process, with a clean drain on SIGTERM/SIGINT. */
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { createRegistryServer } from '../http/server.js';
+import { openEngine, type EngineOptions } from './engine.js';
+
+export interface ServeOptions extends EngineOptions {
+  addr: string;
+  uploadSweepIntervalMs: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  logger: Logger;
+}
+
+const DRAIN_TIMEOUT_MS = 30_000;
+
+export async function serve(options: ServeOptions): Promise<void> {
+  const { host, port } = parseAddr(options.addr);
+  const tls = options.tlsCert && options.tlsKey ? { cert: await readFile(options.tlsCert), key: await readFile(options.tlsKey) } : undefined;
+  if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
+  const engine = await openEngine(options);
+  const logger = options.logger;
+  const server = createRegistryServer(engine.registry, { logger, tls });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  logger.info({ url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`, ...engine.describe }, 'listening');
+
+  const sweep = setInterval(() => {
+    engine.registry
+      .expireUploads()
+      .then((n) => n && logger.info({ expired: n }, 'expired upload sessions'))
+      .catch((err: unknown) => logger.error({ err }, 'upload expiry failed'));
+  }, options.uploadSweepIntervalMs);
+  sweep.unref();
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'draining');
+    clearInterval(sweep);
+    const force = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
+    force.unref();
+    server.close(() => {
+      engine.registry
+        .close()
+        .then(() => {
+          logger.info('stopped');
+          logger.flush?.();
+          process.exitCode = 0;
+        })
+        .catch((err: unknown) => {
+          logger.error({ err }, 'close failed');
+          process.exitCode = 1;
+        });
+    });
+    server.closeIdleConnections();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+export function parseAddr(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(addr);
+  if (!m) throw new Error(`invalid --addr ${JSON.stringify(addr)}: use HOST:PORT`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new Error(`invalid port in --addr ${addr}`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}

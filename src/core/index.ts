@@ -1,0 +1,5 @@
+export * from './digest.js';
+export * from './errors.js';
+export * from './interfaces.js';
+export * from './manifest.js';
+export * from './names.js';

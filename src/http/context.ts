@@ -1,0 +1,23 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Registry } from '../core/interfaces.js';
+import type { RepositoryName } from '../core/names.js';
+
+export interface HttpOptions {
+  /** Hint sent to clients on upload start (S3-backed stores want large chunks). */
+  chunkMinLength?: number;
+}
+
+/** Everything a handler needs for one request. */
+export interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  registry: Registry;
+  options: HttpOptions;
+  query: URLSearchParams;
+  /** The repository name from the path, validated. */
+  name: RepositoryName;
+  /** The path segment after the endpoint (a digest, reference or upload id), when the route has one. */
+  param: string;
+}
+
+export type Handler = (ctx: RequestContext) => Promise<void>;

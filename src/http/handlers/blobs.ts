@@ -1,0 +1,52 @@
+import { pipeline } from 'node:stream/promises';
+import { parseDigest } from '../../core/digest.js';
+import { errors } from '../../core/errors.js';
+import type { RequestContext } from '../context.js';
+import type { MethodTable } from '../router.js';
+import { parseRange } from '../request.js';
+import { sendEmpty, sendError } from '../respond.js';
+
+/** `GET|HEAD /v2/<name>/blobs/<digest>`, with single byte ranges. */
+async function getBlob({ registry, name, param, req, res }: RequestContext): Promise<void> {
+  const digest = parseDigest(param);
+  const blobs = registry.repository(name).blobs;
+  const head = req.method === 'HEAD';
+  const handle = head ? null : await blobs.open(digest);
+  const info = head ? await blobs.stat(digest) : handle?.info;
+  if (!info) throw errors.blobUnknown(digest);
+  const headers: Record<string, string> = {
+    'Content-Type': 'application/octet-stream',
+    'Docker-Content-Digest': digest,
+    'Accept-Ranges': 'bytes',
+    ETag: `"${digest}"`,
+    'Cache-Control': 'max-age=31536000',
+  };
+  const range = parseRange(req.headers.range, info.size);
+  if (range === 'unsatisfiable') {
+    return sendError(res, errors.rangeInvalid('requested range not satisfiable', { size: info.size }), { 'Content-Range': `bytes */${info.size}` });
+  }
+  if (range) {
+    headers['Content-Range'] = `bytes ${range.start}-${range.end}/${info.size}`;
+    headers['Content-Length'] = String(range.end - range.start + 1);
+  } else {
+    headers['Content-Length'] = String(info.size);
+  }
+  const status = range ? 206 : 200;
+  if (!handle) {
+    res.writeHead(status, headers);
+    res.end();
+    return;
+  }
+  // Open the bytes before answering, so that a storage failure is still a clean error response.
+  const body = await handle.read(range);
+  res.writeHead(status, headers);
+  await pipeline(body, res);
+}
+
+/** `DELETE /v2/<name>/blobs/<digest>`: unlinks the blob from the repository. */
+async function deleteBlob({ registry, name, param, res }: RequestContext): Promise<void> {
+  await registry.repository(name).blobs.delete(parseDigest(param));
+  sendEmpty(res, 202);
+}
+
+export const blobHandlers: MethodTable = { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob };

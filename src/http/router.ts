@@ -1,0 +1,47 @@
+/**
+ * Maps `/v2/…` paths to handlers. Repository names have several path segments, so each route
+ * is matched from the right: the name is everything before the endpoint suffix. Paths are not
+ * percent-decoded: an encoded slash or dot can never become part of a name.
+ */
+import { errors } from '../core/errors.js';
+import type { Handler } from './context.js';
+import { blobHandlers } from './handlers/blobs.js';
+import { manifestHandlers } from './handlers/manifests.js';
+import { referrersHandlers } from './handlers/referrers.js';
+import { tagHandlers } from './handlers/tags.js';
+import { uploadHandlers, uploadSessionHandlers } from './handlers/uploads.js';
+
+export type MethodTable = Partial<Record<string, Handler>>;
+
+interface Route {
+  pattern: RegExp;
+  methods: MethodTable;
+}
+
+// Order matters: `blobs/uploads/` must win over `blobs/<digest>`.
+const ROUTES: Route[] = [
+  { pattern: /^(.+)\/blobs\/uploads\/?$/, methods: uploadHandlers },
+  { pattern: /^(.+)\/blobs\/uploads\/([^/]+)$/, methods: uploadSessionHandlers },
+  { pattern: /^(.+)\/blobs\/([^/]+)$/, methods: blobHandlers },
+  { pattern: /^(.+)\/manifests\/([^/]+)$/, methods: manifestHandlers },
+  { pattern: /^(.+)\/tags\/list$/, methods: tagHandlers },
+  { pattern: /^(.+)\/referrers\/([^/]+)$/, methods: referrersHandlers },
+];
+
+export interface Match {
+  handler: Handler;
+  name: string;
+  param: string;
+}
+
+/** Resolves a path below `/v2/` (without the prefix); throws 404/405 for what no route serves. */
+export function route(method: string, path: string): Match {
+  for (const { pattern, methods } of ROUTES) {
+    const m = pattern.exec(path);
+    if (!m) continue;
+    const handler = methods[method];
+    if (!handler) throw errors.unsupported(`method ${method} is not allowed on this endpoint`);
+    return { handler, name: m[1]!, param: m[2] ?? '' };
+  }
+  throw errors.endpointUnknown();
+}
