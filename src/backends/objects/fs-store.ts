@@ -2,13 +2,13 @@
  * ObjectStore on a local directory. Every write is fsynced (file, then its directory when the
  * file is new) before it resolves, so the metadata that makes bytes visible never commits first.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { ByteRange } from '../../core/interfaces.js';
 import type { ObjectInfo, ObjectStore } from './object-store.js';
+
+const WRITE_BATCH = 1024 * 1024;
 
 export class FsObjectStore implements ObjectStore {
   readonly description: string;
@@ -32,7 +32,7 @@ export class FsObjectStore implements ObjectStore {
   async read(key: string, range?: ByteRange): Promise<Readable> {
     // Open first so that a missing object fails here, before any response header is sent.
     const handle = await open(this.path(key), 'r');
-    return createReadStream('', { fd: handle.fd, start: range?.start, end: range?.end, highWaterMark: 256 * 1024, autoClose: true });
+    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 256 * 1024 });
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {
@@ -92,10 +92,28 @@ export class FsObjectStore implements ObjectStore {
     try {
       // Bytes past `offset` belong to an append that failed before the metadata moved on.
       await handle.truncate(offset);
-      const out = createWriteStream('', { fd: handle.fd, start: offset, autoClose: false, highWaterMark: 1024 * 1024 });
-      await pipeline(body, out);
+      let position = offset;
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      const flush = async () => {
+        const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+        for (let written = 0; written < data.length; ) {
+          const { bytesWritten } = await handle.write(data, written, data.length - written, position);
+          written += bytesWritten;
+          position += bytesWritten;
+        }
+      };
+      // Coalesce the socket's small chunks into large writes.
+      for await (const chunk of body) {
+        pending.push(chunk as Buffer);
+        pendingBytes += (chunk as Buffer).length;
+        if (pendingBytes >= WRITE_BATCH) await flush();
+      }
+      if (pendingBytes > 0) await flush();
       await handle.sync();
-      return { state, size: offset + out.bytesWritten };
+      return { state, size: position };
     } finally {
       await handle.close();
     }
