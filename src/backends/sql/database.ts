@@ -10,6 +10,9 @@ import { migrations, type Dialect, type Schema } from './schema.js';
 // int8 columns (sizes, times, ids) fit in a double; read them as numbers on PostgreSQL too.
 pg.types.setTypeParser(20, (value) => Number(value));
 
+/** Advisory lock key that serializes schema migrations across replicas. */
+const MIGRATION_LOCK = 0x706f7274;
+
 export type Executor = Kysely<Schema> | Transaction<Schema>;
 
 export interface DatabaseOptions {
@@ -59,7 +62,18 @@ export class Database {
   async migrate(): Promise<string[]> {
     const all = migrations(this.dialect);
     const migrator = new Migrator({ db: this.db, provider: { getMigrations: async () => all } });
-    const { error, results } = await migrator.migrateToLatest();
+    const run = () => migrator.migrateToLatest();
+    // Replicas starting together: one migrates, the others wait and then find nothing to do.
+    const { error, results } = this.postgres
+      ? await this.db.connection().execute(async (conn) => {
+          await sql`select pg_advisory_lock(${MIGRATION_LOCK})`.execute(conn);
+          try {
+            return await run();
+          } finally {
+            await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`.execute(conn);
+          }
+        })
+      : await run();
     if (error) throw new Error(`database migration failed: ${(error as Error).message ?? String(error)}`);
     return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
   }
