@@ -8,6 +8,7 @@ import { openEngine, type EngineOptions } from './engine.js';
 export interface ServeOptions extends EngineOptions {
   addr: string;
   uploadSweepIntervalMs: number;
+  gc: { intervalMs: number; graceMs: number; deleteUntaggedAfterMs?: number };
   tlsCert?: string;
   tlsKey?: string;
   logger: Logger;
@@ -21,7 +22,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
   const engine = await openEngine(options);
   const logger = options.logger;
-  const server = createRegistryServer(engine.registry, { logger, tls });
+  const server = createRegistryServer(engine.registry, { logger, tls, maintenance: engine.registry });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -38,17 +39,35 @@ export async function serve(options: ServeOptions): Promise<void> {
   }, options.uploadSweepIntervalMs);
   sweep.unref();
 
+  // Background collection: one pass at a time, the next one an interval after the last ends.
+  let gcTimer: NodeJS.Timeout | undefined;
+  let gcRunning: Promise<void> = Promise.resolve();
+  const collect = () => {
+    gcRunning = engine.registry
+      .collectGarbage(options.gc)
+      .then((report) => {
+        const removed = report.manifestsDeleted + report.linksDeleted + report.blobsDeleted + report.orphanObjectsDeleted + report.uploadsExpired;
+        if (report.ran && removed > 0) logger.info({ ...report }, 'garbage collected');
+      })
+      .catch((err: unknown) => logger.error({ err }, 'garbage collection failed'))
+      .finally(() => {
+        if (!stopping) gcTimer = setTimeout(collect, options.gc.intervalMs);
+      });
+  };
+  if (options.gc.intervalMs > 0) gcTimer = setTimeout(collect, options.gc.intervalMs);
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'draining');
     clearInterval(sweep);
+    clearTimeout(gcTimer);
     const force = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
     force.unref();
     server.close(() => {
-      engine.registry
-        .close()
+      gcRunning
+        .then(() => engine.registry.close())
         .then(() => {
           logger.info('stopped');
           logger.flush?.();

@@ -1,10 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from '../core/interfaces.js';
+import type { Maintenance } from '../core/maintenance.js';
 import type { RepositoryName } from '../core/names.js';
 
 export interface HttpOptions {
   /** Hint sent to clients on upload start (S3-backed stores want large chunks). */
   chunkMinLength?: number;
+  /** Storage management behind the admin routes (`/_portfolio/…`), when the backend offers it. */
+  maintenance?: Maintenance;
 }
 
 /** Everything a handler needs for one request. */

@@ -5,10 +5,11 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { RegistryError } from '../core/errors.js';
+import { errors, RegistryError } from '../core/errors.js';
 import type { Registry } from '../core/interfaces.js';
 import { parseRepositoryName } from '../core/names.js';
 import type { HttpOptions } from './context.js';
+import { ADMIN_PREFIX, handleAdmin } from './handlers/admin.js';
 import { handleBase, handleCatalog } from './handlers/base.js';
 import { route } from './router.js';
 import { API_VERSION, API_VERSION_HEADER, internalError, sendError } from './respond.js';
@@ -58,13 +59,14 @@ async function dispatch(registry: Registry, options: HttpOptions, req: IncomingM
   const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
   const method = req.method ?? 'GET';
   if (path === '/v2/' || path === '/v2') {
-    if (method !== 'GET' && method !== 'HEAD') throw new RegistryError(405, 'UNSUPPORTED', `method ${method} is not allowed`);
+    if (method !== 'GET' && method !== 'HEAD') throw errors.unsupported(`method ${method} is not allowed`);
     return handleBase(req, res);
   }
-  if (!path.startsWith('/v2/')) throw new RegistryError(404, 'UNSUPPORTED', 'no such endpoint');
+  if (path.startsWith(ADMIN_PREFIX)) return handleAdmin(options, req, res, path);
+  if (!path.startsWith('/v2/')) throw errors.endpointUnknown();
   const rest = path.slice(4);
   if (rest === '_catalog') {
-    if (method !== 'GET') throw new RegistryError(405, 'UNSUPPORTED', `method ${method} is not allowed`);
+    if (method !== 'GET') throw errors.unsupported(`method ${method} is not allowed`);
     return handleCatalog(registry, res, query);
   }
   const match = route(method, rest);

@@ -5,6 +5,9 @@ import type { RepositoryName } from '../../core/names.js';
 import { ensureRepositoryId, findRepositoryId, type Context } from './context.js';
 import type { Executor } from './database.js';
 
+/** How stale a link's touch may get before a read refreshes it; collection adds it to the grace period. */
+export const TOUCH_RESOLUTION_MS = 1000;
+
 export class SqlBlobStore implements BlobStore {
   constructor(
     private readonly ctx: Context,
@@ -16,18 +19,41 @@ export class SqlBlobStore implements BlobStore {
       .selectFrom('repository_blobs as rb')
       .innerJoin('repositories as r', 'r.id', 'rb.repository_id')
       .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
-      .select(['b.id', 'b.digest', 'b.size', 'b.object_key', 'rb.repository_id'])
+      .select(['b.id', 'b.digest', 'b.size', 'b.object_key', 'rb.repository_id', 'rb.touched_at'])
       .where('r.name', '=', this.repository)
       .where('b.digest', '=', digest);
   }
 
+  /**
+   * Finds a visible blob and restarts its link's grace period: a client that saw the blob (a
+   * HEAD before a manifest PUT) can count on it for a whole grace period. The refresh is a
+   * conditional write at most once per TOUCH_RESOLUTION_MS; if collection removed the link in
+   * between, the update finds no row and the blob is reported missing.
+   */
+  private async find(digest: Digest) {
+    const db = this.ctx.database.db;
+    const row = await this.lookup(db, digest).executeTakeFirst();
+    if (!row) return null;
+    const now = Date.now();
+    if (row.touched_at < now - TOUCH_RESOLUTION_MS) {
+      const touched = await db
+        .updateTable('repository_blobs')
+        .set({ touched_at: now })
+        .where('repository_id', '=', row.repository_id)
+        .where('blob_id', '=', row.id)
+        .executeTakeFirst();
+      if (touched.numUpdatedRows === 0n) return null;
+    }
+    return row;
+  }
+
   async stat(digest: Digest): Promise<BlobInfo | null> {
-    const row = await this.lookup(this.ctx.database.db, digest).executeTakeFirst();
+    const row = await this.find(digest);
     return row ? { digest, size: row.size } : null;
   }
 
   async open(digest: Digest): Promise<BlobHandle | null> {
-    const row = await this.lookup(this.ctx.database.db, digest).executeTakeFirst();
+    const row = await this.find(digest);
     if (!row) return null;
     const objects = this.ctx.objects;
     return { info: { digest, size: row.size }, read: (range) => objects.read(row.object_key, range) };

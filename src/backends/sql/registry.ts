@@ -1,16 +1,20 @@
 /** The SQL backend: metadata in SQLite or PostgreSQL, bytes in an ObjectStore. */
 import type { Page, PageRequest, Registry, Repository } from '../../core/interfaces.js';
+import type { FsckOptions, FsckReport, GcOptions, GcReport, Maintenance, Usage } from '../../core/maintenance.js';
 import type { RepositoryName } from '../../core/names.js';
 import type { ObjectStore } from '../objects/object-store.js';
 import { SqlBlobStore } from './blobs.js';
 import { findRepositoryId, pageLimit, pageOf, type Context, type SqlRegistryOptions } from './context.js';
 import type { Database } from './database.js';
+import { fsck } from './fsck.js';
+import { collectGarbage } from './gc.js';
 import { SqlManifestStore } from './manifests.js';
+import { usage } from './usage.js';
 import { SqlUploadStore } from './uploads.js';
 
 export type { SqlRegistryOptions } from './context.js';
 
-export class SqlRegistry implements Registry {
+export class SqlRegistry implements Registry, Maintenance {
   private readonly ctx: Context;
 
   constructor(database: Database, objects: ObjectStore, options: SqlRegistryOptions) {
@@ -71,6 +75,35 @@ export class SqlRegistry implements Registry {
       }
       if (rows.length < 100 || !progressed) return expired;
     }
+  }
+
+  collectGarbage(options: GcOptions): Promise<GcReport> {
+    return collectGarbage(this.ctx, options, () => this.expireUploads());
+  }
+
+  fsck(options: FsckOptions): Promise<FsckReport> {
+    return fsck(this.ctx, options);
+  }
+
+  usage(): Promise<Usage> {
+    return usage(this.ctx);
+  }
+
+  async deleteRepository(name: RepositoryName): Promise<boolean> {
+    const sessions = await this.ctx.database.tx(async (trx) => {
+      const repository = await trx.selectFrom('repositories').select('id').where('name', '=', name).executeTakeFirst();
+      if (!repository) return null;
+      const uploads = await trx.selectFrom('uploads').select(['id', 'object_key', 'store_state']).where('repository_id', '=', repository.id).execute();
+      // Cascades to manifests, tags, links and sessions; blob rows and bytes are left to collection.
+      await trx.deleteFrom('repositories').where('id', '=', repository.id).execute();
+      return uploads;
+    });
+    if (!sessions) return false;
+    for (const u of sessions) {
+      this.ctx.hashers.delete(u.id);
+      await this.ctx.objects.abortUpload(u.object_key, u.store_state).catch(() => {});
+    }
+    return true;
   }
 
   async close(): Promise<void> {

@@ -67,6 +67,12 @@ export interface UploadsTable {
   lease_expires: number | null;
 }
 
+export interface LeasesTable {
+  name: string;
+  owner: string;
+  expires_at: number;
+}
+
 export interface Schema {
   repositories: RepositoriesTable;
   blobs: BlobsTable;
@@ -76,6 +82,7 @@ export interface Schema {
   manifest_children: ManifestChildrenTable;
   tags: TagsTable;
   uploads: UploadsTable;
+  leases: LeasesTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -173,6 +180,18 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('lease_expires', t.int)
           .execute();
         await db.schema.createIndex('uploads_expiry').on('uploads').column('expires_at').execute();
+      },
+    },
+    '0002_leases': {
+      async up(db: Kysely<unknown>) {
+        // Named, expiring claims: one garbage collector at a time across processes and replicas.
+        await db.schema
+          .createTable('leases')
+          .addColumn('name', t.text, (c) => c.primaryKey())
+          .addColumn('owner', t.text, (c) => c.notNull())
+          .addColumn('expires_at', t.int, (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('repository_blobs_touched').on('repository_blobs').column('touched_at').execute();
       },
     },
   };

@@ -1,0 +1,162 @@
+/**
+ * Integrity check of every invariant the metadata promises about the stores:
+ * blob rows point at bytes of the right size (and digest, with `full`); every manifest's bytes
+ * match its digest and everything it references is present in its repository; tags point at
+ * manifests; sessions have their bytes; no object lies in the store without a row past grace.
+ */
+import { createHasher, digestAlgorithm, digestOf, finishDigest, parseDigest, type Digest } from '../../core/digest.js';
+import { RegistryError } from '../../core/errors.js';
+import type { FsckOptions, FsckProblem, FsckReport } from '../../core/maintenance.js';
+import { parseManifest } from '../../core/manifest.js';
+import type { Context } from './context.js';
+import { knownKeys } from './gc.js';
+
+const PAGE = 500;
+
+export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckReport> {
+  const db = ctx.database.db;
+  const report: FsckReport = { checked: { blobs: 0, manifests: 0, tags: 0, uploads: 0, objects: 0 }, problems: [] };
+  const problem = (p: Omit<FsckProblem, 'repaired'>, repaired = false) => report.problems.push({ ...p, repaired });
+  const progress = (phase: string, done: number) => done % 1000 === 0 && options.onProgress?.({ phase, done });
+
+  // Blobs: bytes present, right size, right digest.
+  for (let after = -1; ; ) {
+    const rows = await db.selectFrom('blobs').select(['id', 'digest', 'size', 'object_key']).where('id', '>', after).orderBy('id').limit(PAGE).execute();
+    for (const row of rows) {
+      progress('blobs', ++report.checked.blobs);
+      const info = await ctx.objects.stat(row.object_key);
+      if (!info) {
+        const referenced = await db.selectFrom('repository_blobs').select('blob_id').where('blob_id', '=', row.id).executeTakeFirst();
+        let repaired = false;
+        if (options.repair && !referenced) {
+          await db.deleteFrom('blobs').where('id', '=', row.id).execute();
+          repaired = true;
+        }
+        problem({ kind: 'blob-missing', subject: row.digest, detail: `object ${row.object_key} is missing${referenced ? ' and repositories link it' : ''}` }, repaired);
+        continue;
+      }
+      if (info.size !== row.size) {
+        problem({ kind: 'blob-size', subject: row.digest, detail: `object ${row.object_key} has ${info.size} bytes, expected ${row.size}` });
+        continue;
+      }
+      if (options.full) {
+        const digest = row.digest as Digest;
+        const hash = createHasher(digestAlgorithm(digest));
+        for await (const chunk of await ctx.objects.read(row.object_key)) hash.update(chunk as Buffer);
+        const actual = finishDigest(digestAlgorithm(digest), hash);
+        if (actual !== digest) problem({ kind: 'blob-digest', subject: row.digest, detail: `object ${row.object_key} hashes to ${actual}` });
+      }
+    }
+    const last = rows[rows.length - 1];
+    if (!last || rows.length < PAGE) break;
+    after = last.id;
+  }
+
+  // Manifests: bytes match the digest; every referenced blob and child is in the repository.
+  for (let after = -1; ; ) {
+    const rows = await db
+      .selectFrom('manifests as m')
+      .innerJoin('repositories as r', 'r.id', 'm.repository_id')
+      .select(['m.id', 'm.repository_id', 'm.digest', 'm.media_type', 'm.content', 'r.name'])
+      .where('m.id', '>', after)
+      .orderBy('m.id')
+      .limit(PAGE)
+      .execute();
+    for (const row of rows) {
+      progress('manifests', ++report.checked.manifests);
+      const subject = `${row.name}@${row.digest}`;
+      const bytes = Buffer.from(row.content);
+      const digest = parseDigest(row.digest);
+      if (digestOf(bytes, digestAlgorithm(digest)) !== digest) {
+        problem({ kind: 'manifest-digest', subject, detail: 'stored bytes do not match the digest' });
+        continue;
+      }
+      let parsed;
+      try {
+        parsed = parseManifest(bytes, row.media_type);
+      } catch (err) {
+        problem({ kind: 'manifest-reference', subject, detail: `stored manifest no longer parses: ${err instanceof RegistryError ? err.message : String(err)}` });
+        continue;
+      }
+      if (parsed.blobs.length) {
+        const present = await db
+          .selectFrom('repository_blobs as rb')
+          .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
+          .select('b.digest')
+          .where('rb.repository_id', '=', row.repository_id)
+          .where('b.digest', 'in', parsed.blobs)
+          .execute();
+        const have = new Set(present.map((p) => p.digest));
+        for (const d of parsed.blobs) if (!have.has(d)) problem({ kind: 'manifest-reference', subject, detail: `blob ${d} is not in the repository` });
+      }
+      if (parsed.children.length) {
+        const present = await db.selectFrom('manifests').select('digest').where('repository_id', '=', row.repository_id).where('digest', 'in', parsed.children).execute();
+        const have = new Set(present.map((p) => p.digest));
+        for (const d of parsed.children) if (!have.has(d)) problem({ kind: 'manifest-reference', subject, detail: `child manifest ${d} is not in the repository` });
+      }
+    }
+    const last = rows[rows.length - 1];
+    if (!last || rows.length < PAGE) break;
+    after = last.id;
+  }
+
+  // Tags point at manifests of their own repository.
+  const tags = await db
+    .selectFrom('tags as t')
+    .innerJoin('repositories as r', 'r.id', 't.repository_id')
+    .leftJoin('manifests as m', (j) => j.onRef('m.id', '=', 't.manifest_id').onRef('m.repository_id', '=', 't.repository_id'))
+    .select(['t.name', 'r.name as repository', 'm.id as manifest'])
+    .execute();
+  for (const t of tags) {
+    report.checked.tags++;
+    if (t.manifest === null) problem({ kind: 'tag-dangling', subject: `${t.repository}:${t.name}`, detail: 'the tag points at no manifest of its repository' });
+  }
+
+  // Upload sessions: live ones have their bytes; expired ones are reclaimed.
+  const uploads = await db.selectFrom('uploads').select(['id', 'object_key', 'store_state', 'size', 'expires_at']).execute();
+  for (const u of uploads) {
+    report.checked.uploads++;
+    if (u.expires_at <= Date.now()) {
+      let repaired = false;
+      if (options.repair) {
+        await db.deleteFrom('uploads').where('id', '=', u.id).execute();
+        await ctx.objects.abortUpload(u.object_key, u.store_state).catch(() => {});
+        repaired = true;
+      }
+      problem({ kind: 'upload-expired', subject: u.id, detail: 'session expired but was not reclaimed' }, repaired);
+      continue;
+    }
+    if (u.size > 0) {
+      try {
+        const stream = await ctx.objects.readUpload(u.object_key, u.store_state, Math.min(u.size, 1));
+        stream.destroy();
+      } catch (err) {
+        problem({ kind: 'upload-missing', subject: u.id, detail: `session bytes unreadable: ${(err as Error).message}` });
+      }
+    }
+  }
+
+  // Objects no row points to, older than the grace period.
+  const oldest = Date.now() - options.graceMs;
+  let batch: { key: string; size: number; modified: Date }[] = [];
+  const flush = async () => {
+    const known = await knownKeys(ctx, batch.map((o) => o.key));
+    for (const o of batch) {
+      if (known.has(o.key) || o.modified.getTime() >= oldest) continue;
+      let repaired = false;
+      if (options.repair) {
+        await ctx.objects.delete(o.key);
+        repaired = true;
+      }
+      problem({ kind: 'orphan-object', subject: o.key, detail: `${o.size} bytes that no blob or upload points to` }, repaired);
+    }
+    batch = [];
+  };
+  for await (const o of ctx.objects.list('blobs/')) {
+    progress('objects', ++report.checked.objects);
+    batch.push(o);
+    if (batch.length >= PAGE) await flush();
+  }
+  if (batch.length) await flush();
+  return report;
+}

@@ -1,0 +1,288 @@
+/**
+ * Online garbage collection: runs while the registry serves, without a read-only mode.
+ *
+ * How it decides, in order (each deletion is its own short transaction that re-checks its
+ * condition, so concurrent pushes only ever wait a moment):
+ *  1. expired upload sessions go, with their bytes;
+ *  2. manifests that nothing needs: referrers whose subject is gone from the repository (and
+ *     that carry no tag and are in no index), and — only when `deleteUntaggedAfterMs` is set —
+ *     untagged manifests that are in no index and are not referrers of a live subject;
+ *  3. repository links of blobs that no manifest in that repository references and that were
+ *     not uploaded, mounted, referenced or read for the grace period;
+ *  4. blob rows with no link left in any repository, then their bytes (after the row's
+ *     transaction commits: bytes are never deleted while a row points at them);
+ *  5. objects that no blob or upload row points to, older than the grace period (leftovers of
+ *     crashes between a store write and its metadata commit).
+ *
+ * Safety does not rest on this code alone: manifest_blobs has a foreign key to the repository
+ * link, and links to the blob row, so the database refuses any deletion a concurrent manifest
+ * PUT or mount has made wrong; such a deletion is skipped. One collector runs at a time (a
+ * lease in the database), so replicas may all schedule collection.
+ */
+import type { GcOptions, GcReport } from '../../core/maintenance.js';
+import { TOUCH_RESOLUTION_MS } from './blobs.js';
+import type { Context } from './context.js';
+import { tryAcquireLease } from './leases.js';
+
+const BATCH = 500;
+const LEASE_MS = 120_000;
+/** An object this young may belong to an upload whose row is being written right now. */
+const ORPHAN_MIN_AGE_MS = 60_000;
+
+export async function collectGarbage(ctx: Context, options: GcOptions, expireUploads: () => Promise<number>): Promise<GcReport> {
+  const started = Date.now();
+  const report: GcReport = {
+    uploadsExpired: 0,
+    manifestsDeleted: 0,
+    linksDeleted: 0,
+    blobsDeleted: 0,
+    bytesFreed: 0,
+    orphanObjectsDeleted: 0,
+    orphanBytesFreed: 0,
+    durationMs: 0,
+    ran: false,
+  };
+  const lease = await tryAcquireLease(ctx.database, 'gc', LEASE_MS);
+  if (!lease) return report;
+  report.ran = true;
+  let lost = false;
+  const renewal = setInterval(() => {
+    lease.renew().then((ok) => (lost ||= !ok), () => {});
+  }, LEASE_MS / 4);
+  const check = () => {
+    if (lost) throw new Error('garbage collection lease lost');
+  };
+  try {
+    const gc = new Collector(ctx, options, report, check);
+    if (!options.dryRun) report.uploadsExpired = await expireUploads();
+    await gc.manifests();
+    await gc.links();
+    await gc.blobs();
+    await gc.orphans();
+  } finally {
+    clearInterval(renewal);
+    await lease.release().catch(() => {});
+  }
+  report.durationMs = Date.now() - started;
+  return report;
+}
+
+class Collector {
+  private readonly now = Date.now();
+  /** Reads refresh a link at most once per TOUCH_RESOLUTION_MS: add it so a read still buys a full grace period. */
+  private readonly cutoff: number;
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly options: GcOptions,
+    private readonly report: GcReport,
+    private readonly check: () => void,
+  ) {
+    const margin = Math.min(TOUCH_RESOLUTION_MS, options.graceMs);
+    this.cutoff = this.now - options.graceMs - margin;
+  }
+
+  private progress(phase: string, done: number): void {
+    if (done % 1000 === 0) this.options.onProgress?.({ phase, done });
+  }
+
+  /** Manifests nothing needs; repeated because deleting an index can free its children. */
+  async manifests(): Promise<void> {
+    const db = this.ctx.database.db;
+    const untaggedCutoff = this.options.deleteUntaggedAfterMs === undefined ? null : this.now - this.options.deleteUntaggedAfterMs;
+    const seen = new Set<number>();
+    for (let round = 0; round < 16; round++) {
+      const candidates = await db
+        .selectFrom('manifests as m')
+        .select(['m.id', 'm.size'])
+        .where(({ eb, not, exists, selectFrom, or, and }) =>
+          and([
+            not(exists(selectFrom('tags as t').select('t.manifest_id').whereRef('t.manifest_id', '=', 'm.id'))),
+            not(exists(selectFrom('manifest_children as c').select('c.child_id').whereRef('c.child_id', '=', 'm.id'))),
+            or([
+              // A referrer whose subject is gone from the repository.
+              and([
+                eb('m.subject_digest', 'is not', null),
+                eb('m.created_at', '<', this.cutoff),
+                not(
+                  exists(
+                    selectFrom('manifests as s').select('s.id').whereRef('s.repository_id', '=', 'm.repository_id').whereRef('s.digest', '=', 'm.subject_digest'),
+                  ),
+                ),
+              ]),
+              // An untagged manifest past the configured age that is not a referrer of a live subject.
+              ...(untaggedCutoff === null
+                ? []
+                : [
+                    and([
+                      eb('m.created_at', '<', untaggedCutoff),
+                      or([
+                        eb('m.subject_digest', 'is', null),
+                        not(
+                          exists(
+                            selectFrom('manifests as s')
+                              .select('s.id')
+                              .whereRef('s.repository_id', '=', 'm.repository_id')
+                              .whereRef('s.digest', '=', 'm.subject_digest'),
+                          ),
+                        ),
+                      ]),
+                    ]),
+                  ]),
+            ]),
+          ]),
+        )
+        .limit(BATCH)
+        .execute();
+      const fresh = candidates.filter((c) => !seen.has(c.id));
+      if (fresh.length === 0) return;
+      for (const c of fresh) {
+        seen.add(c.id);
+        this.check();
+        if (this.options.dryRun) {
+          this.report.manifestsDeleted++;
+          continue;
+        }
+        const deleted = await this.ctx.database
+          .tx(async (trx) => {
+            // Re-check inside the transaction: a tag or an index may have arrived since.
+            const tagged = await trx.selectFrom('tags').select('manifest_id').where('manifest_id', '=', c.id).executeTakeFirst();
+            const parent = await trx.selectFrom('manifest_children').select('child_id').where('child_id', '=', c.id).executeTakeFirst();
+            if (tagged || parent) return false;
+            const r = await trx.deleteFrom('manifests').where('id', '=', c.id).executeTakeFirst();
+            return r.numDeletedRows > 0n;
+          })
+          .catch(() => false);
+        if (deleted) this.progress('manifests', ++this.report.manifestsDeleted);
+      }
+      if (this.options.dryRun) return;
+    }
+  }
+
+  /** Repository links that no manifest there references, past the grace period. */
+  async links(): Promise<void> {
+    const db = this.ctx.database.db;
+    let after = { repository_id: -1, blob_id: -1 };
+    for (;;) {
+      const rows = await db
+        .selectFrom('repository_blobs as rb')
+        .select(['rb.repository_id', 'rb.blob_id'])
+        .where('rb.touched_at', '<', this.cutoff)
+        .where(({ eb, or, and }) =>
+          or([eb('rb.repository_id', '>', after.repository_id), and([eb('rb.repository_id', '=', after.repository_id), eb('rb.blob_id', '>', after.blob_id)])]),
+        )
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('manifest_blobs as mb').select('mb.blob_id').whereRef('mb.repository_id', '=', 'rb.repository_id').whereRef('mb.blob_id', '=', 'rb.blob_id'),
+            ),
+          ),
+        )
+        .orderBy('rb.repository_id')
+        .orderBy('rb.blob_id')
+        .limit(BATCH)
+        .execute();
+      for (const row of rows) {
+        this.check();
+        if (this.options.dryRun) {
+          this.report.linksDeleted++;
+          continue;
+        }
+        // One statement: the conditions are re-evaluated against the row as it is now; the
+        // foreign key from manifest_blobs rejects the delete if a manifest took the link.
+        const r = await db
+          .deleteFrom('repository_blobs as rb')
+          .where('rb.repository_id', '=', row.repository_id)
+          .where('rb.blob_id', '=', row.blob_id)
+          .where('rb.touched_at', '<', this.cutoff)
+          .where(({ not, exists, selectFrom }) =>
+            not(
+              exists(
+                selectFrom('manifest_blobs as mb').select('mb.blob_id').whereRef('mb.repository_id', '=', 'rb.repository_id').whereRef('mb.blob_id', '=', 'rb.blob_id'),
+              ),
+            ),
+          )
+          .executeTakeFirst()
+          .catch(() => ({ numDeletedRows: 0n }));
+        if (r.numDeletedRows > 0n) this.progress('links', ++this.report.linksDeleted);
+      }
+      const last = rows[rows.length - 1];
+      if (!last || rows.length < BATCH) return;
+      after = last;
+    }
+  }
+
+  /** Blob rows that no repository links any more, then their bytes. */
+  async blobs(): Promise<void> {
+    const db = this.ctx.database.db;
+    let afterId = -1;
+    for (;;) {
+      const rows = await db
+        .selectFrom('blobs as b')
+        .select(['b.id', 'b.size', 'b.object_key'])
+        .where('b.id', '>', afterId)
+        .where('b.created_at', '<', this.cutoff)
+        .where(({ not, exists, selectFrom }) => not(exists(selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.blob_id', '=', 'b.id'))))
+        .orderBy('b.id')
+        .limit(BATCH)
+        .execute();
+      for (const row of rows) {
+        this.check();
+        if (this.options.dryRun) {
+          this.report.blobsDeleted++;
+          this.report.bytesFreed += row.size;
+          continue;
+        }
+        const r = await db
+          .deleteFrom('blobs as b')
+          .where('b.id', '=', row.id)
+          .where(({ not, exists, selectFrom }) => not(exists(selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.blob_id', '=', 'b.id'))))
+          .executeTakeFirst()
+          .catch(() => ({ numDeletedRows: 0n }));
+        if (r.numDeletedRows === 0n) continue;
+        // The row is gone and committed: nothing can reach these bytes any more.
+        await this.ctx.objects.delete(row.object_key);
+        this.report.blobsDeleted++;
+        this.report.bytesFreed += row.size;
+        this.progress('blobs', this.report.blobsDeleted);
+      }
+      const last = rows[rows.length - 1];
+      if (!last || rows.length < BATCH) return;
+      afterId = last.id;
+    }
+  }
+
+  /** Objects that no row points to, old enough that no upload is about to record them. */
+  async orphans(): Promise<void> {
+    const minAge = Math.max(this.options.graceMs, ORPHAN_MIN_AGE_MS);
+    const oldest = this.now - minAge;
+    let batch: { key: string; size: number }[] = [];
+    const flush = async () => {
+      const keys = batch.map((o) => o.key);
+      const known = await knownKeys(this.ctx, keys);
+      for (const o of batch) {
+        if (known.has(o.key)) continue;
+        this.check();
+        if (!this.options.dryRun) await this.ctx.objects.delete(o.key);
+        this.report.orphanObjectsDeleted++;
+        this.report.orphanBytesFreed += o.size;
+      }
+      batch = [];
+    };
+    for await (const o of this.ctx.objects.list('blobs/')) {
+      if (o.modified.getTime() >= oldest) continue;
+      batch.push(o);
+      if (batch.length >= BATCH) await flush();
+    }
+    if (batch.length) await flush();
+  }
+}
+
+/** The keys among `keys` that a blob or upload row points to. */
+export async function knownKeys(ctx: Context, keys: string[]): Promise<Set<string>> {
+  if (keys.length === 0) return new Set();
+  const db = ctx.database.db;
+  const blobs = await db.selectFrom('blobs').select('object_key').where('object_key', 'in', keys).execute();
+  const uploads = await db.selectFrom('uploads').select('object_key').where('object_key', 'in', keys).execute();
+  return new Set([...blobs, ...uploads].map((r) => r.object_key));
+}

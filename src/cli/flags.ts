@@ -1,0 +1,32 @@
+/** The engine flags every command takes, so tools act on the same stores as `serve`. */
+import { Option, type Command } from 'commander';
+import { parseDuration, parseSize } from './duration.js';
+import type { EngineOptions } from './engine.js';
+
+export interface EngineFlags {
+  dataDir: string;
+  databaseUrl?: string;
+  storage?: string;
+  uploadTtl: string;
+  maxBlobSize?: string;
+}
+
+export function withEngineFlags(command: Command): Command {
+  return command
+    .addOption(new Option('--data-dir <dir>', 'directory for the embedded database and blob files').env('PORTFOLIO_DATA_DIR').default('./portfolio-data'))
+    .addOption(new Option('--database-url <url>', 'postgres://… to keep metadata in PostgreSQL (default: SQLite in the data directory)').env('PORTFOLIO_DATABASE_URL'))
+    .addOption(new Option('--storage <url>', 's3://BUCKET[/PREFIX] to keep blobs in S3 (default: files in the data directory)').env('PORTFOLIO_STORAGE'))
+    .addOption(new Option('--upload-ttl <duration>', 'how long an idle upload session lives').env('PORTFOLIO_UPLOAD_TTL').default('24h'))
+    .addOption(new Option('--max-blob-size <size>', 'largest accepted blob, e.g. 10G (default: no limit)').env('PORTFOLIO_MAX_BLOB_SIZE'));
+}
+
+export function engineFrom(flags: EngineFlags, migrate: boolean): EngineOptions {
+  return {
+    dataDir: flags.dataDir,
+    databaseUrl: flags.databaseUrl,
+    storage: flags.storage,
+    uploadTtlMs: parseDuration(flags.uploadTtl),
+    maxBlobBytes: flags.maxBlobSize ? parseSize(flags.maxBlobSize) : undefined,
+    migrate,
+  };
+}

@@ -1,0 +1,29 @@
+/**
+ * Portfolio's own admin routes, outside the distribution API:
+ *   GET    /_portfolio/usage                  storage per repository and in total
+ *   DELETE /_portfolio/repositories/<name>    delete a repository (collection reclaims its bytes)
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errors } from '../../core/errors.js';
+import { parseRepositoryName } from '../../core/names.js';
+import type { HttpOptions } from '../context.js';
+import { sendEmpty, sendJson } from '../respond.js';
+
+export const ADMIN_PREFIX = '/_portfolio/';
+
+export async function handleAdmin(options: HttpOptions, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+  const maintenance = options.maintenance;
+  if (!maintenance) throw errors.endpointUnknown();
+  const rest = path.slice(ADMIN_PREFIX.length);
+  if (rest === 'usage') {
+    if (req.method !== 'GET') throw errors.unsupported(`method ${req.method} is not allowed`);
+    return sendJson(res, 200, await maintenance.usage());
+  }
+  if (rest.startsWith('repositories/')) {
+    if (req.method !== 'DELETE') throw errors.unsupported(`method ${req.method} is not allowed`);
+    const name = parseRepositoryName(rest.slice('repositories/'.length));
+    if (!(await maintenance.deleteRepository(name))) throw errors.nameUnknown(name);
+    return sendEmpty(res, 202);
+  }
+  throw errors.endpointUnknown();
+}
