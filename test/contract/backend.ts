@@ -3,25 +3,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { openEngine, type Engine } from '../../src/cli/engine.js';
-import { ENGINE, freshEngine, s3Env } from '../helpers/registry.js';
+import type { Engine } from '../../src/cli/engine.js';
+import { ENGINE, freshEngine } from '../helpers/registry.js';
+import { openStores } from '../helpers/stores.js';
 
 export async function openTestEngine(): Promise<Engine & { dispose(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'portfolio-contract-'));
   const args = await freshEngine(dir);
-  Object.assign(process.env, s3Env());
-  const flag = (name: string) => {
-    const i = args.indexOf(name);
-    return i === -1 ? undefined : args[i + 1];
-  };
-  const engine = await openEngine({
-    dataDir: dir,
-    databaseUrl: flag('--database-url'),
-    storage: flag('--storage'),
-    uploadTtlMs: 60_000,
-    maxBlobBytes: 8 * 1024 * 1024,
-    migrate: true,
-  });
+  const engine = await openStores(dir, args, true);
   return {
     ...engine,
     async dispose() {

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { openEngine } from '../../src/cli/engine.js';
 import { blob, image, pushImage, sha256 } from '../helpers/oci.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { withStores } from '../helpers/stores.js';
 
 let a: RunningRegistry;
 let b: RunningRegistry;
@@ -23,11 +23,6 @@ after(async () => {
   await b?.stop();
   await a?.stop();
 });
-
-function flag(name: string): string | undefined {
-  const i = a.engineArgs.indexOf(name);
-  return i === -1 ? undefined : a.engineArgs[i + 1];
-}
 
 test('an upload begun on A continues on B and finishes on A', async () => {
   const bytes = randomBytes(3 * 1024 * 1024 + 17);
@@ -70,16 +65,13 @@ test('the same blob pushed to both replicas at the same moment: both succeed, st
   );
   const statuses = (await Promise.all(pushes)).map((r) => r.status);
   assert.deepEqual(statuses, [201, 201, 201, 201]);
-  const engine = await openEngine({ dataDir: a.dataDir, databaseUrl: flag('--database-url'), storage: flag('--storage'), uploadTtlMs: 60_000, migrate: false });
-  try {
+  await withStores(a.dataDir, a.engineArgs, async (engine) => {
     const rows = await engine.database.db.selectFrom('blobs').select(['object_key']).where('digest', '=', content.digest).execute();
     assert.equal(rows.length, 1);
     let copies = 0;
     for await (const o of engine.objects.list('blobs/')) if (o.size === content.size) copies++;
     assert.equal(copies, 1, 'the bytes of duplicate uploads are removed');
-  } finally {
-    await engine.registry.close();
-  }
+  });
 });
 
 test('writes on one replica are read on the other at once', async () => {

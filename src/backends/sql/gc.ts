@@ -222,7 +222,23 @@ class Collector {
         .select(['b.id', 'b.size', 'b.object_key'])
         .where('b.id', '>', afterId)
         .where('b.created_at', '<', this.cutoff)
-        .where(({ not, exists, selectFrom }) => not(exists(selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.blob_id', '=', 'b.id'))))
+        .where(({ not, exists, selectFrom }) => {
+          const links = selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.blob_id', '=', 'b.id');
+          if (!this.options.dryRun) return not(exists(links));
+          // A dry run deleted no links: count the blobs whose every link the link phase would remove.
+          return not(
+            exists(
+              links.where((inner) =>
+                inner.or([
+                  inner('rb.touched_at', '>=', this.cutoff),
+                  inner.exists(
+                    inner.selectFrom('manifest_blobs as mb').select('mb.blob_id').whereRef('mb.repository_id', '=', 'rb.repository_id').whereRef('mb.blob_id', '=', 'rb.blob_id'),
+                  ),
+                ]),
+              ),
+            ),
+          );
+        })
         .orderBy('b.id')
         .limit(BATCH)
         .execute();

@@ -94,8 +94,17 @@ export class SqlRegistry implements Registry, Maintenance {
       const repository = await trx.selectFrom('repositories').select('id').where('name', '=', name).executeTakeFirst();
       if (!repository) return null;
       const uploads = await trx.selectFrom('uploads').select(['id', 'object_key', 'store_state']).where('repository_id', '=', repository.id).execute();
-      // Cascades to manifests, tags, links and sessions; blob rows and bytes are left to collection.
-      await trx.deleteFrom('repositories').where('id', '=', repository.id).execute();
+      // Dependents first, in foreign-key order (PostgreSQL checks each cascade step on its own);
+      // blob rows and bytes are left to collection.
+      const id = repository.id;
+      const manifests = trx.selectFrom('manifests').select('id').where('repository_id', '=', id);
+      await trx.deleteFrom('tags').where('repository_id', '=', id).execute();
+      await trx.deleteFrom('manifest_children').where('parent_id', 'in', manifests).execute();
+      await trx.deleteFrom('manifest_blobs').where('repository_id', '=', id).execute();
+      await trx.deleteFrom('manifests').where('repository_id', '=', id).execute();
+      await trx.deleteFrom('repository_blobs').where('repository_id', '=', id).execute();
+      await trx.deleteFrom('uploads').where('repository_id', '=', id).execute();
+      await trx.deleteFrom('repositories').where('id', '=', id).execute();
       return uploads;
     });
     if (!sessions) return false;
