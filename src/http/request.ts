@@ -68,8 +68,9 @@ export function parsePage(query: URLSearchParams): PageRequest {
   const page: PageRequest = {};
   const n = query.get('n');
   if (n !== null) {
-    if (!/^\d{1,9}$/.test(n)) throw errors.paginationInvalid('n must be a non-negative integer');
-    page.n = Number(n);
+    if (!/^\d+$/.test(n)) throw errors.paginationInvalid('n must be a non-negative integer');
+    // Backends cap the page anyway; clamp absurd values instead of refusing them.
+    page.n = Math.min(Number(n), 2 ** 31 - 1);
   }
   const last = query.get('last');
   if (last !== null) page.last = last;

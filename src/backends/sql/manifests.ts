@@ -42,7 +42,9 @@ export class SqlManifestStore implements ManifestStore {
       let manifestId = (
         await trx.selectFrom('manifests').select('id').where('repository_id', '=', repositoryId).where('digest', '=', digest).executeTakeFirst()
       )?.id;
-      // Lock the links this manifest needs, so no delete or collection can remove them before commit.
+      // Lock the links this manifest needs, so no delete or collection can remove them before
+      // commit. FOR UPDATE in blob order (not FOR SHARE): the links' grace period is refreshed
+      // below, and two share-lockers upgrading to write would deadlock.
       const blobs = manifest.blobs.length
         ? await trx
             .selectFrom('repository_blobs as rb')
@@ -50,7 +52,8 @@ export class SqlManifestStore implements ManifestStore {
             .select(['b.id', 'b.digest'])
             .where('rb.repository_id', '=', repositoryId)
             .where('b.digest', 'in', manifest.blobs)
-            .$if(pg, (q) => q.forShare('rb'))
+            .orderBy('b.id')
+            .$if(pg, (q) => q.forUpdate('rb'))
             .execute()
         : [];
       requireAll(manifest.blobs, blobs);

@@ -1,0 +1,85 @@
+/** Conformance: the API version check, unknown routes and the error envelope. */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { blob, image, pushBlob, OCI_MANIFEST } from '../helpers/oci.js';
+import { http, pushImageOk, expectStatus, expectError, expectEnvelope, header, repoName, describeRes, assertServerLogClean } from './util.js';
+
+let reg: RunningRegistry;
+let base: string;
+
+before(async () => {
+  reg = await startRegistry();
+  base = reg.url;
+});
+after(async () => {
+  await reg?.stop();
+  // Also catches 5xx answers the client never read (aborted requests) and logged errors.
+  assertServerLogClean(reg?.output() ?? '');
+});
+
+describe('GET /v2/', () => {
+  test('answers 200 with Docker-Distribution-API-Version: registry/2.0', async () => {
+    const res = await http(`${base}/v2/`);
+    expectStatus(res, 200);
+    assert.equal(header(res, 'docker-distribution-api-version'), 'registry/2.0');
+  });
+
+  test('HEAD /v2/ answers 200 as well', async () => {
+    const res = await http(`${base}/v2/`, { method: 'HEAD' });
+    expectStatus(res, 200);
+    assert.equal(header(res, 'docker-distribution-api-version'), 'registry/2.0');
+  });
+});
+
+describe('unknown routes under /v2/', () => {
+  for (const path of ['/v2/nothing-here', '/v2/repo/notaroute/x', '/v2/repo/tags/other', '/v2/repo/referrers', '/v2/_catalogue']) {
+    test(`GET ${path} → 404 with an error envelope`, async () => {
+      const res = await http(`${base}${path}`);
+      expectError(res, 404);
+    });
+  }
+
+  test('an unsupported method on a known route answers 404/405 with an error envelope', async () => {
+    const res = await http(`${base}/v2/somerepo/manifests/latest`, { method: 'PATCH', body: Buffer.from('{}') });
+    expectError(res, [404, 405]);
+  });
+});
+
+describe('error envelope', () => {
+  test('errors are JSON with code/message/detail for each family of failure', async () => {
+    const repo = repoName('envelope');
+    const img = image();
+    await pushImageOk(base, repo, img, 'v1');
+    const cases: Array<[string, RequestInit, number, string]> = [
+      [`/v2/${repo}/blobs/sha256:${'0'.repeat(64)}`, {}, 404, 'BLOB_UNKNOWN'],
+      [`/v2/${repo}/blobs/sha256:nothex`, {}, 400, 'DIGEST_INVALID'],
+      [`/v2/${repo}/manifests/nope`, {}, 404, 'MANIFEST_UNKNOWN'],
+      [`/v2/${repo}/manifests/.bad`, { method: 'PUT', headers: { 'content-type': OCI_MANIFEST }, body: img.manifest }, 400, 'TAG_INVALID'],
+      [`/v2/${repo}/manifests/v2`, { method: 'PUT', headers: { 'content-type': OCI_MANIFEST }, body: Buffer.from('{nope') }, 400, 'MANIFEST_INVALID'],
+      [`/v2/${repo}/blobs/uploads/00000000-0000-4000-8000-000000000000`, {}, 404, 'BLOB_UPLOAD_UNKNOWN'],
+      [`/v2/Bad/tags/list`, {}, 400, 'NAME_INVALID'],
+      [`/v2/${repoName('never')}/tags/list`, {}, 404, 'NAME_UNKNOWN'],
+      [`/v2/${repo}/tags/list?n=abc`, {}, 400, 'PAGINATION_NUMBER_INVALID'],
+    ];
+    for (const [path, init, status, code] of cases) {
+      const res = await http(`${base}${path}`, init);
+      const errors = expectError(res, status, code);
+      const first = errors[0]!;
+      assert.equal(typeof first.message, 'string', `message should be a string:\n${describeRes(res)}`);
+    }
+  });
+
+  test('HEAD errors carry no body but keep the status', async () => {
+    const repo = repoName('headerr');
+    await pushBlob(base, repo, blob());
+    const res = await http(`${base}/v2/${repo}/blobs/sha256:${'1'.repeat(64)}`, { method: 'HEAD' });
+    expectStatus(res, 404);
+    assert.equal(res.body.length, 0);
+  });
+
+  test('the envelope helper rejects a non-error body (self-check)', async () => {
+    const res = await http(`${base}/v2/`);
+    assert.throws(() => expectEnvelope(res, 'BLOB_UNKNOWN'));
+  });
+});

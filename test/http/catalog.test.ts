@@ -1,0 +1,132 @@
+/** Conformance: GET /v2/_catalog — byte order and pagination like tags. */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { image } from '../helpers/oci.js';
+import { http, pushImageOk, expectStatus, expectError, header, json, nextLink, byteSort, describeRes, type Res, assertServerLogClean } from './util.js';
+
+let reg: RunningRegistry;
+let base: string;
+
+before(async () => {
+  reg = await startRegistry();
+  base = reg.url;
+});
+after(async () => {
+  await reg?.stop();
+  // Also catches 5xx answers the client never read (aborted requests) and logged errors.
+  assertServerLogClean(reg?.output() ?? '');
+});
+
+// Tests in this file run in order and share one registry: `created` is every repository the
+// file has pushed so far, so the whole catalog is known exactly.
+const created: string[] = [];
+const FIRST = ['b', 'a', 'a-b', 'a.b', 'a/b', 'a_b', 'a0', 'ab', '0', 'a/b/c', 'a__b', 'org/team/app', 'org/team'];
+
+async function create(names: string[]): Promise<void> {
+  for (const name of names) {
+    await pushImageOk(base, name, image(), 'latest');
+    created.push(name);
+  }
+}
+
+const catalogUrl = (query = '') => `${base}/v2/_catalog${query}`;
+
+function repositories(res: Res): string[] {
+  expectStatus(res, 200);
+  assert.match(header(res, 'content-type'), /^application\/json/);
+  const body = json<{ repositories: string[] }>(res);
+  assert.ok(Array.isArray(body.repositories), `repositories must be an array:\n${describeRes(res)}`);
+  return body.repositories;
+}
+
+describe('catalog', () => {
+  before(async () => {
+    await create(FIRST);
+  });
+
+  test('lists every repository in byte order, multi-segment names included', async () => {
+    const res = await http(catalogUrl());
+    assert.deepEqual(repositories(res), byteSort(created));
+    assert.equal(res.headers.get('link'), null);
+  });
+
+  test('n limits the page and a Link to the next page is sent', async () => {
+    const sorted = byteSort(created);
+    const res = await http(catalogUrl('?n=4'));
+    assert.deepEqual(repositories(res), sorted.slice(0, 4));
+    const link = nextLink(res, base);
+    assert.ok(link, `a Link header is required when more repositories remain:\n${describeRes(res)}`);
+    assert.equal(link.pathname, '/v2/_catalog');
+    assert.equal(link.searchParams.get('n'), '4');
+    assert.equal(link.searchParams.get('last'), sorted[3]);
+  });
+
+  test('following the Link pages through the whole catalog; the last page has no Link', async () => {
+    const sorted = byteSort(created);
+    const seen: string[] = [];
+    let url: URL | null = new URL(catalogUrl('?n=3'));
+    let pages = 0;
+    while (url) {
+      const res = await http(url);
+      const page = repositories(res);
+      assert.ok(page.length <= 3);
+      seen.push(...page);
+      url = nextLink(res, base);
+      if (url) assert.equal(page.length, 3, 'a page followed by a Link must be full');
+      pages++;
+      assert.ok(pages <= 20, 'pagination does not terminate');
+    }
+    assert.deepEqual(seen, sorted);
+    assert.equal(pages, Math.ceil(sorted.length / 3));
+  });
+
+  test('last alone (without n) starts after the given repository', async () => {
+    const sorted = byteSort(created);
+    const res = await http(catalogUrl('?last=a.b'));
+    assert.deepEqual(repositories(res), sorted.slice(sorted.indexOf('a.b') + 1));
+  });
+
+  test('last need not be an existing repository', async () => {
+    const res = await http(catalogUrl('?last=a/a'));
+    assert.deepEqual(
+      repositories(res),
+      byteSort(created).filter((r) => Buffer.compare(Buffer.from(r), Buffer.from('a/a')) > 0),
+    );
+  });
+
+  test('n with last returns up to n repositories after last', async () => {
+    const sorted = byteSort(created);
+    const res = await http(catalogUrl('?n=2&last=a/b'));
+    const from = sorted.indexOf('a/b') + 1;
+    assert.deepEqual(repositories(res), sorted.slice(from, from + 2));
+    assert.ok(nextLink(res, base));
+  });
+
+  test('n=0 → an empty list and no Link', async () => {
+    const res = await http(catalogUrl('?n=0'));
+    assert.deepEqual(repositories(res), []);
+    assert.equal(res.headers.get('link'), null);
+  });
+
+  test('n equal to the number of repositories returns all and no Link', async () => {
+    const res = await http(catalogUrl(`?n=${created.length}`));
+    assert.deepEqual(repositories(res), byteSort(created));
+    assert.equal(res.headers.get('link'), null);
+  });
+
+  test('a huge n (beyond 32 bits) → 200 with every repository', async () => {
+    assert.deepEqual(repositories(await http(catalogUrl('?n=99999999999'))), byteSort(created));
+  });
+
+  test('a new repository appears in its byte-order place', async () => {
+    await create(['a-a', 'zz/top']);
+    assert.deepEqual(repositories(await http(catalogUrl())), byteSort(created));
+  });
+
+  for (const n of ['-1', 'abc', '2.5']) {
+    test(`n=${n} → 400 PAGINATION_NUMBER_INVALID`, async () => {
+      expectError(await http(catalogUrl(`?n=${n}`)), 400, 'PAGINATION_NUMBER_INVALID');
+    });
+  }
+});
