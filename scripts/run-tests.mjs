@@ -36,7 +36,7 @@ available['pg-s3'] = available['pg-fs'] && (await reachable(s3Url.hostname, Numb
 const wanted = (process.env.PORTFOLIO_TEST_ENGINES ?? 'sqlite-fs,pg-fs,pg-s3').split(',');
 const all = files(dist).sort();
 // Suites that do not depend on the engine run once, on the default engine.
-const engineFree = (f) => /\/(unit|layers)\//.test(f);
+const engineFree = (f) => /\/(unit|layers|objects|cli)\//.test(f);
 let failed = false;
 const ran = [];
 for (const engine of wanted) {

@@ -66,10 +66,9 @@ async function openObjectStore(storage: string | undefined, dataDir: string): Pr
     return FsObjectStore.open(resolve(path));
   }
   if (storage.startsWith('s3://')) {
-    const s3 = (await import('../backends/objects/s3-store.js' as string)) as {
-      createS3ObjectStore(url: string): Promise<ObjectStore>;
-    };
-    return s3.createS3ObjectStore(storage);
+    // Loaded on demand: the AWS SDK is large and the embedded default never needs it.
+    const { createS3ObjectStore } = await import('../backends/objects/s3-store.js');
+    return createS3ObjectStore(storage);
   }
   throw new Error(`unsupported --storage ${JSON.stringify(storage)}: use s3://BUCKET[/PREFIX] or file:PATH`);
 }
