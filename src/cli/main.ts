@@ -4,6 +4,7 @@ import pino from 'pino';
 import { parseDuration } from './duration.js';
 import { openEngine } from './engine.js';
 import { engineFrom, withEngineFlags, type EngineFlags } from './flags.js';
+import { registerAuthCommands } from './auth.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { serve } from './serve.js';
 
@@ -57,6 +58,7 @@ withEngineFlags(program.command('migrate').description('bring the metadata schem
 });
 
 registerMaintenanceCommands(program);
+registerAuthCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   // Start-up failures (bad URL, unreachable database, missing bucket) are one readable line.

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createRegistryServer } from '../http/server.js';
+import { serveSecurity } from './auth.js';
 import { openEngine, type EngineOptions } from './engine.js';
 
 export interface ServeOptions extends EngineOptions {
@@ -15,14 +16,16 @@ export interface ServeOptions extends EngineOptions {
 }
 
 const DRAIN_TIMEOUT_MS = 30_000;
+const ORPHAN_SCAN_INTERVAL_MS = 10 * 60_000;
 
 export async function serve(options: ServeOptions): Promise<void> {
   const { host, port } = parseAddr(options.addr);
   const tls = options.tlsCert && options.tlsKey ? { cert: await readFile(options.tlsCert), key: await readFile(options.tlsKey) } : undefined;
   if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
+  const security = await serveSecurity(options.dataDir, options.logger);
   const engine = await openEngine(options);
   const logger = options.logger;
-  const server = createRegistryServer(engine.registry, { logger, tls, maintenance: engine.registry });
+  const server = createRegistryServer(engine.registry, { logger, tls, maintenance: engine.registry, ...security });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -42,9 +45,13 @@ export async function serve(options: ServeOptions): Promise<void> {
   // Background collection: one pass at a time, the next one an interval after the last ends.
   let gcTimer: NodeJS.Timeout | undefined;
   let gcRunning: Promise<void> = Promise.resolve();
+  let lastOrphanScan = 0;
   const collect = () => {
+    // Orphans only count once they are a minute old at least: listing the store every pass is waste.
+    const skipOrphanScan = Date.now() - lastOrphanScan < ORPHAN_SCAN_INTERVAL_MS;
+    if (!skipOrphanScan) lastOrphanScan = Date.now();
     gcRunning = engine.registry
-      .collectGarbage(options.gc)
+      .collectGarbage({ ...options.gc, skipOrphanScan })
       .then((report) => {
         const removed = report.manifestsDeleted + report.linksDeleted + report.blobsDeleted + report.orphanObjectsDeleted + report.uploadsExpired;
         if (report.ran && removed > 0) logger.info({ ...report }, 'garbage collected');

@@ -11,6 +11,8 @@ export interface GcOptions {
   deleteUntaggedAfterMs?: number;
   /** Report what would be removed, remove nothing. */
   dryRun?: boolean;
+  /** Skip listing the object store for orphans (a full listing is costly; orphans are rare). */
+  skipOrphanScan?: boolean;
   onProgress?: (progress: { phase: string; done: number }) => void;
 }
 

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from '../core/interfaces.js';
 import type { Maintenance } from '../core/maintenance.js';
 import type { RepositoryName } from '../core/names.js';
+import type { Grant } from './auth/authorizer.js';
 
 export interface HttpOptions {
   /** Hint sent to clients on upload start (S3-backed stores want large chunks). */
@@ -21,6 +22,8 @@ export interface RequestContext {
   name: RepositoryName;
   /** The path segment after the endpoint (a digest, reference or upload id), when the route has one. */
   param: string;
+  /** What the caller may do beyond this route's own need (auth on); absent: anonymous full access. */
+  access?: Grant;
 }
 
 export type Handler = (ctx: RequestContext) => Promise<void>;

@@ -4,6 +4,7 @@
  * percent-decoded: an encoded slash or dot can never become part of a name.
  */
 import { errors } from '../core/errors.js';
+import type { Action } from './auth/authorizer.js';
 import type { Handler } from './context.js';
 import { blobHandlers } from './handlers/blobs.js';
 import { manifestHandlers } from './handlers/manifests.js';
@@ -32,7 +33,12 @@ export interface Match {
   handler: Handler;
   name: string;
   param: string;
+  /** What the request needs on the repository (checked by the access hook in server.ts). */
+  action: Action;
 }
+
+/** The action each method needs on every route: reads pull, writes push, deletes delete. */
+const ACTION_OF_METHOD: Record<string, Action> = { GET: 'pull', HEAD: 'pull', POST: 'push', PATCH: 'push', PUT: 'push', DELETE: 'delete' };
 
 /** Resolves a path below `/v2/` (without the prefix); throws 404/405 for what no route serves. */
 export function route(method: string, path: string): Match {
@@ -41,7 +47,7 @@ export function route(method: string, path: string): Match {
     if (!m) continue;
     const handler = methods[method];
     if (!handler) throw errors.unsupported(`method ${method} is not allowed on this endpoint`);
-    return { handler, name: m[1]!, param: m[2] ?? '' };
+    return { handler, name: m[1]!, param: m[2] ?? '', action: ACTION_OF_METHOD[method] ?? 'push' };
   }
   throw errors.endpointUnknown();
 }

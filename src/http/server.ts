@@ -9,6 +9,8 @@ import { errors, RegistryError } from '../core/errors.js';
 import type { Registry } from '../core/interfaces.js';
 import { parseRepositoryName } from '../core/names.js';
 import type { HttpOptions } from './context.js';
+import { errorHeaders, type Authorizer } from './auth/authorizer.js';
+import { applyTimeouts, checkingIntervalFor, ClientLimiter, trackRequest, type LimitOptions } from './auth/limits.js';
 import { ADMIN_PREFIX, handleAdmin } from './handlers/admin.js';
 import { handleBase, handleCatalog } from './handlers/base.js';
 import { route } from './router.js';
@@ -17,19 +19,28 @@ import { API_VERSION, API_VERSION_HEADER, internalError, sendError } from './res
 export interface ServerOptions extends HttpOptions {
   logger: Logger;
   tls?: { cert: Buffer; key: Buffer };
+  /** Access control (src/http/auth/); absent: anonymous full access. */
+  authorizer?: Authorizer;
+  /** Timeouts and per-client limits (src/http/auth/limits.ts). */
+  limits?: LimitOptions;
 }
 
 export function createRegistryServer(registry: Registry, options: ServerOptions): Server {
-  const handler = (req: IncomingMessage, res: ServerResponse) => void handle(registry, options, req, res);
-  const server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createHttpServer(handler);
+  const limiter = new ClientLimiter(options.limits ?? {});
+  const handler = (req: IncomingMessage, res: ServerResponse) => void handle(registry, options, req, res, limiter);
+  const connectionsCheckingInterval = checkingIntervalFor(options.limits ?? {});
+  const server = options.tls
+    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, connectionsCheckingInterval }, handler)
+    : createHttpServer({ connectionsCheckingInterval }, handler);
   // Uploads may stream for a long time; idle and header timeouts still protect the sockets.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   server.keepAliveTimeout = 65_000;
+  applyTimeouts(server, options.limits ?? {});
   return server;
 }
 
-async function handle(registry: Registry, options: ServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(registry: Registry, options: ServerOptions, req: IncomingMessage, res: ServerResponse, limiter: ClientLimiter): Promise<void> {
   const started = process.hrtime.bigint();
   res.setHeader(API_VERSION_HEADER, API_VERSION);
   res.once('close', () => {
@@ -39,20 +50,22 @@ async function handle(registry: Registry, options: ServerOptions, req: IncomingM
         path: req.url,
         status: res.statusCode,
         ms: Number(process.hrtime.bigint() - started) / 1e6,
-        remote: req.socket.remoteAddress,
+        remote: req.socket?.remoteAddress,
         complete: res.writableFinished,
       },
       'request',
     );
   });
+  trackRequest(req, res);
   try {
+    limiter.admit(req, res);
     await dispatch(registry, options, req, res);
   } catch (err) {
     fail(options.logger, req, res, err);
   }
 }
 
-async function dispatch(registry: Registry, options: HttpOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function dispatch(registry: Registry, options: ServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
@@ -60,19 +73,30 @@ async function dispatch(registry: Registry, options: HttpOptions, req: IncomingM
   const method = req.method ?? 'GET';
   if (path === '/v2/' || path === '/v2') {
     if (method !== 'GET' && method !== 'HEAD') throw errors.unsupported(`method ${method} is not allowed`);
+    await options.authorizer?.authorize(req, { kind: 'login' });
     return handleBase(req, res);
   }
-  if (path.startsWith(ADMIN_PREFIX)) return handleAdmin(options, req, res, path);
+  if (path.startsWith(ADMIN_PREFIX)) {
+    await options.authorizer?.authorize(req, { kind: 'admin' });
+    return handleAdmin(options, req, res, path);
+  }
+  if (options.authorizer?.serve && !path.startsWith('/v2/') && (await options.authorizer.serve(req, res, path, query))) return;
   if (!path.startsWith('/v2/')) throw errors.endpointUnknown();
   const rest = path.slice(4);
   if (rest === '_catalog') {
     if (method !== 'GET') throw errors.unsupported(`method ${method} is not allowed`);
-    return handleCatalog(registry, res, query);
+    const grant = await options.authorizer?.authorize(req, { kind: 'catalog' });
+    return handleCatalog(registry, res, query, grant && !grant.all ? (repository) => grant.mayPull(repository) : undefined);
   }
   const match = route(method, rest);
   const name = parseRepositoryName(match.name);
-  await match.handler({ req, res, registry, options, query, name, param: match.param });
+  const access = await options.authorizer?.authorize(req, { kind: 'repository', name, action: match.action });
+  await match.handler({ req, res, registry, options, query, name, param: match.param, access });
 }
+
+/** Unread request bodies up to this size are drained after an error answer; larger ones close. */
+const DRAIN_LIMIT = 64 * 1024 * 1024;
+const REFUSED_DRAIN_LIMIT = 1024 * 1024;
 
 function fail(logger: Logger, req: IncomingMessage, res: ServerResponse, err: unknown): void {
   const error = err instanceof RegistryError ? err : internalError();
@@ -82,7 +106,15 @@ function fail(logger: Logger, req: IncomingMessage, res: ServerResponse, err: un
     res.destroy();
     return;
   }
-  // An unread request body would keep the connection busy: close it after the answer.
-  if (!req.complete) res.setHeader('Connection', 'close');
-  sendError(res, error);
+  if (!req.complete) {
+    // Read and discard the rest of the body, so the client can finish sending and read the
+    // answer (closing on a client mid-send makes it see a reset, not the error). A body too
+    // large to be worth reading closes the connection after the answer instead.
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    // Callers refused for who they are (401, 403) or how often they come (429) get less patience.
+    const limit = error.status === 401 || error.status === 403 || error.status === 429 ? REFUSED_DRAIN_LIMIT : DRAIN_LIMIT;
+    if (!(declared <= limit)) res.setHeader('Connection', 'close');
+    req.resume();
+  }
+  sendError(res, error, errorHeaders(err));
 }

@@ -272,7 +272,9 @@ describe('manifests', () => {
 describe('catalog', () => {
   test('lists repositories in byte order with paging', async () => {
     const names = ['zcat/b', 'zcat/a', 'zcat/a/b', 'zcat/a-b'];
-    for (const n of names) await repo().uploads.start().then(() => registry.repository(parseRepositoryName(n)).uploads.start());
+    for (const n of names) await upload(registry.repository(parseRepositoryName(n)), randomBytes(10));
+    // A repository that only ever saw an upload session holds nothing and is not listed.
+    await registry.repository(parseRepositoryName('zcat/empty')).uploads.start();
     const all: string[] = [];
     let last: string | undefined;
     for (;;) {
@@ -284,5 +286,6 @@ describe('catalog', () => {
     const expected = [...all].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
     assert.deepEqual(all, expected);
     for (const n of names) assert.ok(all.includes(n), n);
+    assert.ok(!all.includes('zcat/empty'));
   });
 });

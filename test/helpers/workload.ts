@@ -91,7 +91,7 @@ class Client {
     const img = image({ layers: layers ?? [SHARED_LAYERS[randomInt(6)]!, SHARED_LAYERS[randomInt(6)]!, blob(randomBytes(1024))].filter((b, i, all) => all.indexOf(b) === i) });
     const tag = `t${this.id}-${this.tagCounter++}`;
     // A refused manifest (collection took a blob in between) is retried, as clients do.
-    for (let attempt = 0; attempt < 3; attempt++) {
+    for (let attempt = 0; attempt < 8; attempt++) {
       for (const b of [img.config, ...img.layers]) {
         const head = await this.request('HEAD', `/v2/${repo}/blobs/${b.digest}`);
         if (head.status === 200) continue;

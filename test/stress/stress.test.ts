@@ -13,7 +13,7 @@ import { blob, image, pushBlob } from '../helpers/oci.js';
 import { ENGINE, runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { Ledger, runWorkload, verifyLedger } from '../helpers/workload.js';
 
-const GC = ['--gc-interval', '20ms', '--gc-grace', '0'];
+const GC = ['--gc-interval', '50ms', '--gc-grace', '0'];
 let replicas: RunningRegistry[] = [];
 
 before(async () => {

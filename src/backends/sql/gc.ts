@@ -58,7 +58,7 @@ export async function collectGarbage(ctx: Context, options: GcOptions, expireUpl
     await gc.manifests();
     await gc.links();
     await gc.blobs();
-    await gc.orphans();
+    if (!options.skipOrphanScan) await gc.orphans();
   } finally {
     clearInterval(renewal);
     await lease.release().catch(() => {});

@@ -42,9 +42,18 @@ export class SqlRegistry implements Registry, Maintenance {
 
   async catalog(page: PageRequest): Promise<Page> {
     const limit = pageLimit(page.n, this.ctx.options.maxPageSize);
-    let query = this.ctx.database.db.selectFrom('repositories').select('name');
-    if (page.last !== undefined) query = query.where('name', '>', page.last);
-    return pageOf(await query.orderBy('name').limit(limit + 1).execute(), limit);
+    // A repository appears once it holds something: an abandoned upload does not list it.
+    let query = this.ctx.database.db
+      .selectFrom('repositories as r')
+      .select('r.name as name')
+      .where(({ or, exists, selectFrom }) =>
+        or([
+          exists(selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')),
+          exists(selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.repository_id', '=', 'r.id')),
+        ]),
+      );
+    if (page.last !== undefined) query = query.where('r.name', '>', page.last);
+    return pageOf(await query.orderBy('r.name').limit(limit + 1).execute(), limit);
   }
 
   async expireUploads(now: Date = new Date()): Promise<number> {

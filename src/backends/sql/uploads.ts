@@ -84,7 +84,9 @@ export class SqlUploadStore implements UploadStore {
     const lease = await this.acquire(row);
     let released = false;
     try {
-      if (body) row = await this.write(row, body, options, lease);
+      // The last chunk's offset is not recorded: the commit below ends the session anyway, and
+      // if it fails the next append truncates back to the recorded offset.
+      if (body) row = await this.write(row, body, options, lease, false);
       const actual = await this.digestOf(row, digestAlgorithm(digest));
       if (actual !== digest) throw errors.digestInvalid('provided digest did not match uploaded content', { expected: digest, actual });
       const { maxBlobBytes } = this.ctx.options;
@@ -155,8 +157,11 @@ export class SqlUploadStore implements UploadStore {
   }
 
   /** Streams one chunk into the object store under a held lease and moves the offset. */
-  private async write(row: SessionRow, body: Readable, options: AppendOptions, lease: string): Promise<SessionRow> {
+  private async write(row: SessionRow, body: Readable, options: AppendOptions, lease: string, persist = true): Promise<SessionRow> {
     const { maxBlobBytes } = this.ctx.options;
+    if (maxBlobBytes !== undefined && options.length !== undefined && row.size + options.length > maxBlobBytes) {
+      throw errors.tooLarge('blob', maxBlobBytes);
+    }
     const hasher = this.ctx.hashers.get(row.id);
     const hash = hasher && hasher.size === row.size ? hasher.hash : null;
     // Any failure below leaves the in-memory hash behind the stored bytes: forget it.
@@ -175,13 +180,15 @@ export class SqlUploadStore implements UploadStore {
       clearInterval(renew);
     }
     const expires = Date.now() + this.ctx.options.uploadTtlMs;
-    const moved = await this.ctx.database.db
-      .updateTable('uploads')
-      .set({ size: result.size, store_state: result.state, expires_at: expires })
-      .where('id', '=', row.id)
-      .where('lease_token', '=', lease)
-      .executeTakeFirst();
-    if (moved.numUpdatedRows === 0n) throw errors.uploadUnknown(row.id);
+    if (persist) {
+      const moved = await this.ctx.database.db
+        .updateTable('uploads')
+        .set({ size: result.size, store_state: result.state, expires_at: expires })
+        .where('id', '=', row.id)
+        .where('lease_token', '=', lease)
+        .executeTakeFirst();
+      if (moved.numUpdatedRows === 0n) throw errors.uploadUnknown(row.id);
+    }
     if (hash) this.ctx.hashers.set(row.id, { size: result.size, hash });
     return { ...row, size: result.size, store_state: result.state, expires_at: expires };
   }

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Registry } from '../../core/interfaces.js';
+import type { Page, PageRequest, Registry } from '../../core/interfaces.js';
 import { nextLink, sendJson } from '../respond.js';
 import { parsePage } from '../request.js';
 
@@ -8,14 +8,41 @@ export async function handleBase(_req: IncomingMessage, res: ServerResponse): Pr
   sendJson(res, 200, {});
 }
 
-/** `GET /v2/_catalog`: repository names in byte order, paged with `n`/`last` and `Link`. */
-export async function handleCatalog(registry: Registry, res: ServerResponse, query: URLSearchParams): Promise<void> {
+/**
+ * `GET /v2/_catalog`: repository names in byte order, paged with `n`/`last` and `Link`. With
+ * auth on, `visible` filters it down to what the caller may pull.
+ */
+export async function handleCatalog(registry: Registry, res: ServerResponse, query: URLSearchParams, visible?: (name: string) => boolean): Promise<void> {
   const request = parsePage(query);
   if (request.n === 0) return sendJson(res, 200, { repositories: [] });
-  const page = await registry.catalog(request);
+  const page = visible ? await filteredCatalog(registry, request, visible) : await registry.catalog(request);
   const headers: Record<string, string> = {};
   const last = page.items[page.items.length - 1];
   if (page.more && last !== undefined) headers.Link = nextLink('/v2/_catalog', request.n ?? page.items.length, last);
   sendJson(res, 200, { repositories: page.items }, headers);
 }
 
+/** The largest filtered page, as the backend's. */
+const MAX_FILTERED_PAGE = 10_000;
+
+/**
+ * Reads the backend's pages until `n` visible names are found, then on to the next visible one,
+ * so that `more` (and the `Link` header) is true only when another page holds something.
+ */
+async function filteredCatalog(registry: Registry, request: PageRequest, visible: (name: string) => boolean): Promise<Page> {
+  const limit = Math.min(request.n ?? MAX_FILTERED_PAGE, MAX_FILTERED_PAGE);
+  const batch = Math.min(MAX_FILTERED_PAGE, Math.max(100, 2 * limit));
+  const items: string[] = [];
+  let last = request.last;
+  for (;;) {
+    const page = await registry.catalog(last === undefined ? { n: batch } : { n: batch, last });
+    for (const name of page.items) {
+      if (!visible(name)) continue;
+      if (items.length === limit) return { items, more: true };
+      items.push(name);
+    }
+    const end = page.items[page.items.length - 1];
+    if (!page.more || end === undefined) return { items, more: false };
+    last = end;
+  }
+}

@@ -43,7 +43,9 @@ async function startUpload(ctx: RequestContext): Promise<void> {
     const from = query.get('from');
     const source = from === null ? null : validName(from);
     // An invalid `from` cannot hold the blob: fall back to a new session, as for any failed mount.
-    if (from === null || source !== undefined) {
+    // With auth on, the caller must be allowed to pull `from` (or, without `from`, everything).
+    const allowed = !ctx.access || (source === null ? ctx.access.all : source !== undefined && ctx.access.mayPull(source));
+    if ((from === null || source !== undefined) && allowed) {
       const mounted = await repository.blobs.mount(digest, source ?? null);
       if (mounted) return blobCreated(ctx, digest);
     }

@@ -1,0 +1,195 @@
+/**
+ * Starts and stops the registries under benchmark: Portfolio (bin/portfolio.js serve) and CNCF
+ * distribution 2.8.2 (Debian's docker-registry), each on a free loopback port with its data in a
+ * temporary directory; or wraps an already-running registry given by URL.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+export const DISTRIBUTION_BIN = '/usr/bin/docker-registry';
+
+export interface Registry {
+  name: string;
+  url: string;
+  /** The server process when the bench started it. */
+  pid?: number;
+  /** Peak resident memory of the server process (VmHWM) in MiB, when known. */
+  peakRssMiB(): Promise<number | undefined>;
+  stop(): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+
+/** Registers a helper process (wrk) to be killed with the servers on errors and signals. */
+export function track(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+}
+
+/** Kills every server the bench started (used on errors and signals). */
+export function killAll(): void {
+  for (const child of running) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+  running.clear();
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Keeps the last `limit` characters a process printed, for error messages. */
+function tail(child: ChildProcess, limit = 16_384): () => string {
+  let out = '';
+  const add = (d: Buffer) => {
+    out += d.toString();
+    if (out.length > limit * 2) out = out.slice(-limit);
+  };
+  child.stdout?.on('data', add);
+  child.stderr?.on('data', add);
+  return () => out.slice(-limit);
+}
+
+async function waitReady(url: string, child: ChildProcess | undefined, output: () => string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (child && (child.exitCode !== null || child.signalCode !== null)) {
+      throw new Error(`server exited (${child.exitCode ?? child.signalCode}) before answering:\n${output()}`);
+    }
+    try {
+      const res = await fetch(new URL('/v2/', url), { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+      last = `GET /v2/ answered ${res.status}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`server at ${url} not ready after ${timeoutMs} ms (${last}):\n${output()}`);
+}
+
+async function peakRss(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined;
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const m = /VmHWM:\s+(\d+) kB/.exec(status);
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function managed(name: string, child: ChildProcess, url: string): Registry {
+  running.add(child);
+  return {
+    name,
+    url,
+    pid: child.pid,
+    peakRssMiB: () => peakRss(child.pid),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      running.delete(child);
+    },
+  };
+}
+
+export interface PortfolioOptions {
+  cli: string;
+  dataDir: string;
+  extraArgs: string[];
+  extraEnv: Record<string, string>;
+}
+
+export async function startPortfolio(opts: PortfolioOptions): Promise<Registry> {
+  await mkdir(opts.dataDir, { recursive: true });
+  const port = await freePort();
+  const args = [opts.cli, 'serve', '--addr', `127.0.0.1:${port}`, '--data-dir', opts.dataDir, '--log-level', 'warn', ...opts.extraArgs];
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...opts.extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = tail(child);
+  const url = `http://127.0.0.1:${port}`;
+  const reg = managed('portfolio', child, url);
+  try {
+    await waitReady(url, child, output);
+  } catch (err) {
+    await reg.stop();
+    throw err;
+  }
+  return reg;
+}
+
+export async function startDistribution(dir: string, cache: boolean): Promise<Registry> {
+  const root = join(dir, 'storage');
+  await mkdir(root, { recursive: true });
+  const port = await freePort();
+  const config = [
+    'version: 0.1',
+    'log:',
+    '  level: error',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${root}`,
+    '  delete:',
+    '    enabled: true',
+    '  maintenance:',
+    '    uploadpurging:',
+    '      enabled: false',
+    ...(cache ? ['  cache:', '    blobdescriptor: inmemory'] : []),
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    '',
+  ].join('\n');
+  const configPath = join(dir, 'config.yml');
+  await writeFile(configPath, config);
+  const child = spawn(DISTRIBUTION_BIN, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = tail(child);
+  const url = `http://127.0.0.1:${port}`;
+  const reg = managed('distribution', child, url);
+  try {
+    await waitReady(url, child, output);
+  } catch (err) {
+    await reg.stop();
+    throw err;
+  }
+  return reg;
+}
+
+export async function externalRegistry(url: string): Promise<Registry> {
+  await waitReady(url, undefined, () => '', 10_000);
+  return { name: 'portfolio', url: url.replace(/\/+$/, ''), peakRssMiB: async () => undefined, async stop() {} };
+}
+
+export function distributionInstalled(): boolean {
+  return existsSync(DISTRIBUTION_BIN);
+}
+
+/** Flushes dirty pages so one registry's writes do not slow the next one's run. */
+export async function syncDisks(): Promise<void> {
+  try {
+    await promisify(execFile)('sync');
+  } catch {
+    /* best effort */
+  }
+}
