@@ -15,6 +15,7 @@ export interface EngineOptions {
   storage?: string;
   uploadTtlMs: number;
   maxBlobBytes?: number;
+  sqliteSync?: 'FULL' | 'NORMAL';
   /** Run pending migrations (serve and migrate do; read-only tools need not). */
   migrate: boolean;
 }
@@ -33,7 +34,7 @@ export async function openEngine(options: EngineOptions): Promise<Engine> {
   const objects = await openObjectStore(options.storage, dataDir);
   let database: Database;
   try {
-    database = await Database.open({ url: databaseUrl });
+    database = await Database.open({ url: databaseUrl, sqliteSync: options.sqliteSync });
   } catch (err) {
     await objects.close();
     throw err;

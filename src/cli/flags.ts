@@ -9,6 +9,7 @@ export interface EngineFlags {
   storage?: string;
   uploadTtl: string;
   maxBlobSize?: string;
+  sqliteSynchronous: string;
 }
 
 export function withEngineFlags(command: Command): Command {
@@ -17,7 +18,13 @@ export function withEngineFlags(command: Command): Command {
     .addOption(new Option('--database-url <url>', 'postgres://… to keep metadata in PostgreSQL (default: SQLite in the data directory)').env('PORTFOLIO_DATABASE_URL'))
     .addOption(new Option('--storage <url>', 's3://BUCKET[/PREFIX] to keep blobs in S3 (default: files in the data directory)').env('PORTFOLIO_STORAGE'))
     .addOption(new Option('--upload-ttl <duration>', 'how long an idle upload session lives').env('PORTFOLIO_UPLOAD_TTL').default('24h'))
-    .addOption(new Option('--max-blob-size <size>', 'largest accepted blob, e.g. 10G (default: no limit)').env('PORTFOLIO_MAX_BLOB_SIZE'));
+    .addOption(new Option('--max-blob-size <size>', 'largest accepted blob, e.g. 10G (default: no limit)').env('PORTFOLIO_MAX_BLOB_SIZE'))
+    .addOption(
+      new Option('--sqlite-synchronous <mode>', 'SQLite commits: normal survives process crashes, full also power loss (slower)')
+        .choices(['full', 'normal'])
+        .env('PORTFOLIO_SQLITE_SYNCHRONOUS')
+        .default('normal'),
+    );
 }
 
 export function engineFrom(flags: EngineFlags, migrate: boolean): EngineOptions {
@@ -27,6 +34,7 @@ export function engineFrom(flags: EngineFlags, migrate: boolean): EngineOptions 
     storage: flags.storage,
     uploadTtlMs: parseDuration(flags.uploadTtl),
     maxBlobBytes: flags.maxBlobSize ? parseSize(flags.maxBlobSize) : undefined,
+    sqliteSync: flags.sqliteSynchronous === 'normal' ? 'NORMAL' : 'FULL',
     migrate,
   };
 }

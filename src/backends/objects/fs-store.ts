@@ -4,6 +4,7 @@
  * never commits first. Appends are not fsynced one by one: an offset that outlived its bytes
  * in a power loss is caught by the digest check when the upload completes.
  */
+import { constants } from 'node:fs';
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -14,6 +15,8 @@ const WRITE_BATCH = 1024 * 1024;
 
 export class FsObjectStore implements ObjectStore {
   readonly description: string;
+  /** Blob directories known to exist (there are at most 256). */
+  private readonly directories = new Set<string>();
 
   constructor(private readonly root: string) {
     this.description = `file:${root}`;
@@ -76,16 +79,18 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
+  /** The file itself is created by the first append; here only its directory. */
   async beginUpload(key: string): Promise<string> {
-    const path = this.path(key);
-    await mkdir(dirname(path), { recursive: true });
-    const handle = await open(path, 'wx');
-    await handle.close();
+    const dir = dirname(this.path(key));
+    if (!this.directories.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.directories.add(dir);
+    }
     return '';
   }
 
   async appendUpload(key: string, state: string, offset: number, body: Readable): Promise<{ state: string; size: number }> {
-    const handle = await open(this.path(key), 'r+');
+    const handle = await open(this.path(key), constants.O_RDWR | constants.O_CREAT, 0o644);
     try {
       // Bytes past `offset` belong to an append that failed before the metadata moved on.
       await handle.truncate(offset);
@@ -117,6 +122,7 @@ export class FsObjectStore implements ObjectStore {
 
   async readUpload(key: string, _state: string, size: number): Promise<Readable> {
     if (size === 0) {
+      // No append yet: there may be no file.
       const empty = new PassThrough();
       empty.end();
       return empty;
@@ -126,7 +132,7 @@ export class FsObjectStore implements ObjectStore {
 
   async completeUpload(key: string, _state: string, size: number): Promise<void> {
     const path = this.path(key);
-    const handle = await open(path, 'r+');
+    const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
     try {
       await handle.truncate(size);
       await handle.sync();
