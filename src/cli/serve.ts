@@ -25,7 +25,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   const security = await serveSecurity(options.dataDir, options.logger);
   const engine = await openEngine(options);
   const logger = options.logger;
-  const server = createRegistryServer(engine.registry, { logger, tls, maintenance: engine.registry, ...security });
+  const server = createRegistryServer(engine.registry, { logger, tls, maintenance: engine.registry, chunkMinLength: engine.objects.minChunkBytes, ...security });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());

@@ -19,6 +19,8 @@ export interface ObjectInfo {
 export interface ObjectStore {
   /** A short description for logs, e.g. `file:/var/lib/portfolio` or `s3://bucket/prefix`. */
   readonly description: string;
+  /** Chunks smaller than this cost the store extra work; advertised to clients as OCI-Chunk-Min-Length. */
+  readonly minChunkBytes?: number;
   /** Streams a completed object, or an inclusive range of it. */
   read(key: string, range?: ByteRange): Promise<Readable>;
   stat(key: string): Promise<ObjectInfo | null>;

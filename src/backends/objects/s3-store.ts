@@ -110,6 +110,8 @@ interface UploadStateV1 {
 
 export class S3ObjectStore implements ObjectStore {
   readonly description: string;
+  /** Non-final S3 parts must be at least this large; smaller chunks are staged and merged. */
+  readonly minChunkBytes = MIN_PART;
   private readonly partSize: number;
   private readonly maxParts: number;
   private readonly spare: Buffer[] = [];
