@@ -16,6 +16,8 @@ export interface EngineOptions {
   uploadTtlMs: number;
   maxBlobBytes?: number;
   sqliteSync?: 'FULL' | 'NORMAL';
+  /** Answer blob GETs with a redirect to a presigned URL valid this long (ms), where the store can. */
+  redirectMs?: number;
   /** Run pending migrations (serve and migrate do; read-only tools need not). */
   migrate: boolean;
 }
@@ -32,6 +34,10 @@ export async function openEngine(options: EngineOptions): Promise<Engine> {
   await mkdir(dataDir, { recursive: true });
   const databaseUrl = options.databaseUrl || `sqlite:${join(dataDir, 'metadata.db')}`;
   const objects = await openObjectStore(options.storage, dataDir);
+  if (options.redirectMs && !objects.presignRead) {
+    await objects.close();
+    throw new Error(`--blob-redirect needs an object store that can presign URLs (s3://…), not ${objects.description}`);
+  }
   let database: Database;
   try {
     database = await Database.open({ url: databaseUrl, sqliteSync: options.sqliteSync });
@@ -52,6 +58,7 @@ export async function openEngine(options: EngineOptions): Promise<Engine> {
     uploadTtlMs: options.uploadTtlMs,
     maxBlobBytes: options.maxBlobBytes,
     maxPageSize: 10_000,
+    redirectSeconds: options.redirectMs ? Math.max(1, Math.round(options.redirectMs / 1000)) : undefined,
   });
   return {
     registry,

@@ -10,6 +10,7 @@ export interface EngineFlags {
   uploadTtl: string;
   maxBlobSize?: string;
   sqliteSynchronous: string;
+  blobRedirect?: string;
 }
 
 export function withEngineFlags(command: Command): Command {
@@ -24,6 +25,11 @@ export function withEngineFlags(command: Command): Command {
         .choices(['full', 'normal'])
         .env('PORTFOLIO_SQLITE_SYNCHRONOUS')
         .default('normal'),
+    )
+    .addOption(
+      new Option('--blob-redirect <duration>', 'answer blob GETs with a 307 to a presigned S3 URL valid this long (default: off)').env(
+        'PORTFOLIO_BLOB_REDIRECT',
+      ),
     );
 }
 
@@ -35,6 +41,7 @@ export function engineFrom(flags: EngineFlags, migrate: boolean): EngineOptions 
     uploadTtlMs: parseDuration(flags.uploadTtl),
     maxBlobBytes: flags.maxBlobSize ? parseSize(flags.maxBlobSize) : undefined,
     sqliteSync: flags.sqliteSynchronous === 'normal' ? 'NORMAL' : 'FULL',
+    redirectMs: flags.blobRedirect ? parseDuration(flags.blobRedirect) : undefined,
     migrate,
   };
 }

@@ -28,6 +28,8 @@ export interface BlobHandle {
   info: BlobInfo;
   /** Streams the blob, or the inclusive range of it. */
   read(range?: ByteRange): Promise<Readable>;
+  /** A URL the client may fetch the bytes from instead (a presigned object-store URL), when configured. */
+  directUrl?(): Promise<string>;
 }
 
 export interface UploadState {

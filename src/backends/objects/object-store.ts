@@ -21,6 +21,11 @@ export interface ObjectStore {
   readonly description: string;
   /** Chunks smaller than this cost the store extra work; advertised to clients as OCI-Chunk-Min-Length. */
   readonly minChunkBytes?: number;
+  /**
+   * A time-limited URL from which a client may GET the object directly (S3 presigned URLs);
+   * absent when the store has no such thing.
+   */
+  presignRead?(key: string, expiresInSeconds: number): Promise<string>;
   /** Streams a completed object, or an inclusive range of it. */
   read(key: string, range?: ByteRange): Promise<Readable>;
   stat(key: string): Promise<ObjectInfo | null>;

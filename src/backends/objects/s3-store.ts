@@ -49,6 +49,7 @@
  */
 import { randomBytes, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -161,6 +162,10 @@ export class S3ObjectStore implements ObjectStore {
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
     return this.get(this.full(key), range);
+  }
+
+  presignRead(key: string, expiresInSeconds: number): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key) }), { expiresIn: expiresInSeconds });
   }
 
   private async get(fullKey: string, range?: ByteRange): Promise<Readable> {

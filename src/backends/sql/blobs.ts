@@ -56,7 +56,10 @@ export class SqlBlobStore implements BlobStore {
     const row = await this.find(digest);
     if (!row) return null;
     const objects = this.ctx.objects;
-    return { info: { digest, size: row.size }, read: (range) => objects.read(row.object_key, range) };
+    const handle: BlobHandle = { info: { digest, size: row.size }, read: (range) => objects.read(row.object_key, range) };
+    const seconds = this.ctx.options.redirectSeconds;
+    if (seconds && objects.presignRead) handle.directUrl = () => objects.presignRead!(row.object_key, seconds);
+    return handle;
   }
 
   async delete(digest: Digest): Promise<void> {

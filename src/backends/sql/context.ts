@@ -11,6 +11,8 @@ export interface SqlRegistryOptions {
   maxBlobBytes?: number;
   /** Largest page a list endpoint returns when the client asks for more or names no size. */
   maxPageSize: number;
+  /** Send blob GETs to a presigned object-store URL valid this long (seconds), where the store can. */
+  redirectSeconds?: number;
 }
 
 export interface Context {

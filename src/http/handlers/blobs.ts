@@ -14,6 +14,10 @@ async function getBlob({ registry, name, param, req, res }: RequestContext): Pro
   const handle = head ? null : await blobs.open(digest);
   const info = head ? await blobs.stat(digest) : handle?.info;
   if (!info) throw errors.blobUnknown(digest);
+  if (handle?.directUrl) {
+    // The spec allows a redirect for blob GETs: the bytes then flow from the object store.
+    return sendEmpty(res, 307, { Location: await handle.directUrl(), 'Docker-Content-Digest': digest });
+  }
   const headers: Record<string, string> = {
     'Content-Type': 'application/octet-stream',
     'Docker-Content-Digest': digest,
