@@ -92,7 +92,8 @@ export function registerAuthCommands(program: Command): void {
       const cost = Number(flags.cost);
       if (!Number.isInteger(cost) || cost < 4 || cost > 31) throw new Error('--cost must be an integer from 4 to 31');
       const password = await readPassword();
-      const entry = await bcryptHash(password, { cost, version: '2y' });
+      // htpasswd -B writes $2y$; the algorithm is the one bcrypt writes as $2b$.
+      const entry = (await bcryptHash(password, cost)).replace(/^\$2b\$/, '$2y$');
       const added = await updateHtpasswd(flags.htpasswd, name, entry);
       console.log(`${added ? 'added' : 'updated'} ${name} in ${flags.htpasswd}`);
     });

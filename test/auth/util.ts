@@ -17,7 +17,7 @@ export function hasApacheHtpasswd(): boolean {
 /** One `user:$2y$…` line: from `htpasswd -B` when installed, else @node-rs/bcrypt with version 2y. */
 export async function htpasswdLine(user: string, password: string, cost = 5): Promise<string> {
   if (hasApacheHtpasswd()) return execFileSync('htpasswd', ['-nbB', '-C', String(cost), user, password], { encoding: 'utf8' }).trim();
-  return `${user}:${await hash(password, { cost, version: '2y' })}`;
+  return `${user}:${(await hash(password, cost)).replace(/^\$2b\$/, '$2y$')}`;
 }
 
 export async function writeHtpasswd(path: string, users: Record<string, string>): Promise<void> {

@@ -1,22 +1,11 @@
 /** Conformance: the API version check, unknown routes and the error envelope. */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { blob, image, pushBlob, OCI_MANIFEST } from '../helpers/oci.js';
-import { http, pushImageOk, expectStatus, expectError, expectEnvelope, header, repoName, describeRes, assertServerLogClean } from './util.js';
+import { http, pushImageOk, expectStatus, expectError, expectEnvelope, header, repoName, describeRes, useRegistry } from './util.js';
 
-let reg: RunningRegistry;
 let base: string;
-
-before(async () => {
-  reg = await startRegistry();
-  base = reg.url;
-});
-after(async () => {
-  await reg?.stop();
-  // Also catches 5xx answers the client never read (aborted requests) and logged errors.
-  assertServerLogClean(reg?.output() ?? '');
-});
+useRegistry({}, (url) => (base = url));
 
 describe('GET /v2/', () => {
   test('answers 200 with Docker-Distribution-API-Version: registry/2.0', async () => {

@@ -1,23 +1,12 @@
 /** Conformance: pulling, range-reading, checking and deleting blobs. */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { blob, image, pushBlob, type Blob } from '../helpers/oci.js';
-import { http, pushImageOk, putManifest, expectStatus, expectError, expectNoBody, header, repoName, describeRes, OCTET, type Res, assertServerLogClean } from './util.js';
+import { http, pushImageOk, putManifest, expectStatus, expectError, expectNoBody, header, repoName, describeRes, OCTET, type Res, useRegistry } from './util.js';
 
-let reg: RunningRegistry;
 let base: string;
-
-before(async () => {
-  reg = await startRegistry();
-  base = reg.url;
-});
-after(async () => {
-  await reg?.stop();
-  // Also catches 5xx answers the client never read (aborted requests) and logged errors.
-  assertServerLogClean(reg?.output() ?? '');
-});
+useRegistry({}, (url) => (base = url));
 
 const blobUrl = (repo: string, digest: string) => `${base}/v2/${repo}/blobs/${digest}`;
 

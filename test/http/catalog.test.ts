@@ -1,22 +1,11 @@
 /** Conformance: GET /v2/_catalog — byte order and pagination like tags. */
-import { test, describe, before, after } from 'node:test';
+import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { image } from '../helpers/oci.js';
-import { http, pushImageOk, expectStatus, expectError, header, json, nextLink, byteSort, describeRes, type Res, assertServerLogClean } from './util.js';
+import { http, pushImageOk, expectStatus, expectError, header, json, nextLink, byteSort, describeRes, type Res, useRegistry } from './util.js';
 
-let reg: RunningRegistry;
 let base: string;
-
-before(async () => {
-  reg = await startRegistry();
-  base = reg.url;
-});
-after(async () => {
-  await reg?.stop();
-  // Also catches 5xx answers the client never read (aborted requests) and logged errors.
-  assertServerLogClean(reg?.output() ?? '');
-});
+useRegistry({}, (url) => (base = url));
 
 // Tests in this file run in order and share one registry: `created` is every repository the
 // file has pushed so far, so the whole catalog is known exactly.

@@ -1,7 +1,6 @@
 /** Conformance: pushing, pulling, checking and deleting manifests of every supported type. */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import {
   blob,
   image,
@@ -16,20 +15,10 @@ import {
   OCI_CONFIG,
   type Image,
 } from '../helpers/oci.js';
-import { http, pushImageOk, putManifest, expectStatus, expectError, expectNoBody, header, location, json, reformat, repoName, describeRes, type Res, assertServerLogClean } from './util.js';
+import { http, pushImageOk, putManifest, expectStatus, expectError, expectNoBody, header, location, json, reformat, repoName, describeRes, type Res, useRegistry } from './util.js';
 
-let reg: RunningRegistry;
 let base: string;
-
-before(async () => {
-  reg = await startRegistry();
-  base = reg.url;
-});
-after(async () => {
-  await reg?.stop();
-  // Also catches 5xx answers the client never read (aborted requests) and logged errors.
-  assertServerLogClean(reg?.output() ?? '');
-});
+useRegistry({}, (url) => (base = url));
 
 const manifestUrl = (repo: string, ref: string) => `${base}/v2/${repo}/manifests/${ref}`;
 

@@ -1,8 +1,7 @@
 /** Conformance: repository names — multi-segment names everywhere, and NAME_INVALID. */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { blob, image, index, pushBlob, OCI_MANIFEST } from '../helpers/oci.js';
 import {
   http,
@@ -17,21 +16,11 @@ import {
   withQuery,
   repoName,
   OCTET,
-  assertServerLogClean,
+  useRegistry,
 } from './util.js';
 
-let reg: RunningRegistry;
 let base: string;
-
-before(async () => {
-  reg = await startRegistry();
-  base = reg.url;
-});
-after(async () => {
-  await reg?.stop();
-  // Also catches 5xx answers the client never read (aborted requests) and logged errors.
-  assertServerLogClean(reg?.output() ?? '');
-});
+useRegistry({}, (url) => (base = url));
 
 /** Walks every endpoint for one repository name; fails on the first thing that does not work. */
 async function fullWorkflow(repo: string): Promise<void> {

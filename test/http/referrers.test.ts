@@ -1,22 +1,11 @@
 /** Conformance: the referrers API (GET /v2/<name>/referrers/<digest>) and OCI-Subject. */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { image, sha256, OCI_MANIFEST, OCI_INDEX, type Image } from '../helpers/oci.js';
-import { http, pushImageOk, putManifest, expectStatus, expectError, header, json, repoName, describeRes, type Res, assertServerLogClean } from './util.js';
+import { http, pushImageOk, putManifest, expectStatus, expectError, header, json, repoName, describeRes, type Res, useRegistry } from './util.js';
 
-let reg: RunningRegistry;
 let base: string;
-
-before(async () => {
-  reg = await startRegistry();
-  base = reg.url;
-});
-after(async () => {
-  await reg?.stop();
-  // Also catches 5xx answers the client never read (aborted requests) and logged errors.
-  assertServerLogClean(reg?.output() ?? '');
-});
+useRegistry({}, (url) => (base = url));
 
 const SBOM = 'application/vnd.example.sbom.v1';
 const SIG = 'application/vnd.example.signature.v1';

@@ -1,22 +1,11 @@
 /** Conformance: GET /v2/<name>/tags/list — order, pagination (n, last, Link) and errors. */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { image } from '../helpers/oci.js';
-import { http, pushImageOk, putManifest, expectStatus, expectError, header, json, nextLink, byteSort, repoName, describeRes, type Res, assertServerLogClean } from './util.js';
+import { http, pushImageOk, putManifest, expectStatus, expectError, header, json, nextLink, byteSort, repoName, describeRes, type Res, useRegistry } from './util.js';
 
-let reg: RunningRegistry;
 let base: string;
-
-before(async () => {
-  reg = await startRegistry();
-  base = reg.url;
-});
-after(async () => {
-  await reg?.stop();
-  // Also catches 5xx answers the client never read (aborted requests) and logged errors.
-  assertServerLogClean(reg?.output() ?? '');
-});
+useRegistry({}, (url) => (base = url));
 
 interface TagList {
   name: string;

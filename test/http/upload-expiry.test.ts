@@ -1,23 +1,12 @@
 /** Conformance: unfinished upload sessions expire (--upload-ttl, --upload-sweep-interval). */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { blob, pushBlob } from '../helpers/oci.js';
-import { http, expectStatus, expectError, header, location, withQuery, repoName, pollUntil, OCTET, assertServerLogClean } from './util.js';
+import { http, expectStatus, expectError, header, location, withQuery, repoName, pollUntil, OCTET, useRegistry } from './util.js';
 
-let reg: RunningRegistry;
 let base: string;
-
-before(async () => {
-  reg = await startRegistry({ args: ['--upload-ttl', '1', '--upload-sweep-interval', '1'] });
-  base = reg.url;
-});
-after(async () => {
-  await reg?.stop();
-  // Also catches 5xx answers the client never read (aborted requests) and logged errors.
-  assertServerLogClean(reg?.output() ?? '');
-});
+useRegistry({ args: ['--upload-ttl', '1', '--upload-sweep-interval', '1'] }, (url) => (base = url));
 
 test('an unfinished session becomes 404 BLOB_UPLOAD_UNKNOWN after its TTL', async () => {
   const repo = repoName('expiry');

@@ -1,24 +1,13 @@
 /** Conformance: blob upload sessions — monolithic, chunked, streamed, status and cancel. */
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { blob, image, pushBlob, sha256, sha512, type Blob } from '../helpers/oci.js';
-import { http, putManifest, expectStatus, expectError, header, location, withQuery, repoName, describeRes, OCTET, type Res, assertServerLogClean } from './util.js';
+import { http, putManifest, expectStatus, expectError, header, location, withQuery, repoName, describeRes, OCTET, type Res, useRegistry } from './util.js';
 
-let reg: RunningRegistry;
 let base: string;
-
-before(async () => {
-  reg = await startRegistry();
-  base = reg.url;
-});
-after(async () => {
-  await reg?.stop();
-  // Also catches 5xx answers the client never read (aborted requests) and logged errors.
-  assertServerLogClean(reg?.output() ?? '');
-});
+useRegistry({}, (url) => (base = url));
 
 const blobUrl = (repo: string, digest: string) => `${base}/v2/${repo}/blobs/${digest}`;
 const uploadsUrl = (repo: string) => `${base}/v2/${repo}/blobs/uploads/`;

@@ -7,7 +7,9 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import { sha256, pushImage, type Image } from '../helpers/oci.js';
+import { startRegistry, type RunningRegistry, type StartOptions } from '../helpers/registry.js';
 
 export interface Res {
   method: string;
@@ -249,3 +251,20 @@ export async function pollUntil(check: () => Promise<boolean>, timeoutMs: number
 }
 
 export const OCTET = 'application/octet-stream';
+
+/**
+ * One registry for a test file: started before its tests (its URL handed to `onStart`), stopped
+ * after them, and its log then checked for 5xx answers the client never read (aborted
+ * requests) and logged errors.
+ */
+export function useRegistry(options: StartOptions, onStart: (url: string) => void): void {
+  let reg: RunningRegistry | undefined;
+  before(async () => {
+    reg = await startRegistry(options);
+    onStart(reg.url);
+  });
+  after(async () => {
+    await reg?.stop();
+    assertServerLogClean(reg?.output() ?? '');
+  });
+}
