@@ -7,7 +7,7 @@ import type { FsckReport, GcReport, Usage } from '../../src/core/maintenance.js'
 import type { Engine } from '../../src/cli/engine.js';
 import { withStores } from '../helpers/stores.js';
 import { blob, image, index, pushBlob, pushImage } from '../helpers/oci.js';
-import { runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { ENGINE, runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
 
 let reg: RunningRegistry;
 before(async () => {
@@ -161,4 +161,30 @@ test('fsck passes on a healthy store and reports, then repairs, what is wrong', 
   const missing = await fsck();
   assert.equal(missing.code, 1);
   assert.ok(missing.report.problems.some((p) => p.kind === 'blob-missing' && p.subject === img.config.digest));
+});
+
+test('staged chunks of a session that died without an abort are found by fsck and reclaimed by gc', { skip: ENGINE !== 'pg-s3' && 'only S3 stages chunks outside the upload key' }, async () => {
+  const post = await fetch(`${reg.url}/v2/gc/staging/blobs/uploads/`, { method: 'POST' });
+  const location = post.headers.get('location')!;
+  for (const [start, end] of [
+    [0, 1023],
+    [1024, 2047],
+  ] as const) {
+    const res = await fetch(`${reg.url}${location}`, { method: 'PATCH', headers: { 'content-range': `${start}-${end}` }, body: randomBytes(1024) });
+    assert.equal(res.status, 202);
+  }
+  const id = location.split('/').pop()!;
+  const key = await withObjects(async ({ database }) => {
+    // A crash between ending the session and discarding its bytes.
+    const row = await database.db.deleteFrom('uploads').where('id', '=', id).returning('object_key').executeTakeFirstOrThrow();
+    return row.object_key;
+  });
+  const staged = (p: FsckReport['problems']) => p.some((x) => x.subject === key && /staged chunks/.test(x.detail));
+  const before = await fsck('--grace', '0');
+  assert.equal(before.code, 1);
+  assert.ok(staged(before.report.problems), JSON.stringify(before.report.problems));
+  const report = await gc('--grace', '0');
+  assert.ok(report.orphanObjectsDeleted >= 1);
+  const after = await fsck('--grace', '0');
+  assert.ok(!staged(after.report.problems), JSON.stringify(after.report.problems));
 });

@@ -408,8 +408,8 @@ s3test('list, stat and delete use the caller keys and hide staging objects', asy
   assert.ok(all.every((k) => !k.startsWith('.staging/')), 'staging objects are hidden');
   assert.ok(all.includes(`${dir}x/e`));
   const staged: string[] = [];
-  for await (const key of store.stagedUploadKeys()) staged.push(key);
-  assert.ok(staged.includes(pending), 'stagedUploadKeys names the unfinished upload');
+  for await (const upload of store.listStagedUploads()) staged.push(upload.key);
+  assert.ok(staged.includes(pending), 'listStagedUploads names the unfinished upload');
 
   assert.equal((await store.stat(`${dir}/a`))?.size, `${dir}/a`.length);
   await store.delete(`${dir}/a`);

@@ -45,6 +45,13 @@ export interface ObjectStore {
   readUpload(key: string, state: string, size: number): Promise<Readable>;
   /** Seals the upload of `size` bytes into the durable object at `key`. */
   completeUpload(key: string, state: string, size: number): Promise<void>;
+  /**
+   * Keys of uploads that keep auxiliary objects outside their key (S3 staging), so that those
+   * of sessions that died without an abort can be found. Absent where there are none.
+   */
+  listStagedUploads?(): AsyncIterable<ObjectInfo>;
+  /** Deletes an upload's auxiliary objects, leaving the object at its key alone. */
+  discardStaged?(key: string): Promise<void>;
   /** Discards an unfinished upload and its bytes. Idempotent. */
   abortUpload(key: string, state: string): Promise<void>;
   close(): Promise<void>;

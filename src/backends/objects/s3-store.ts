@@ -44,7 +44,7 @@
  *   appends ~60-100 MB/s including the copy at completion).
  *
  * Staging objects are hidden from list() (a garbage collector comparing list() with the
- * metadata must not delete the staging objects of live uploads); stagedUploadKeys() names the
+ * metadata must not delete the staging objects of live uploads); listStagedUploads() names the
  * uploads that have some, and abortUpload(key) removes them.
  */
 import { randomBytes, createHash } from 'node:crypto';
@@ -488,24 +488,33 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  /**
-   * Keys of the uploads that have staging objects (not in the ObjectStore interface): for a
-   * garbage collector, to abortUpload() those whose session is gone without an abort.
-   */
-  async *stagedUploadKeys(): AsyncIterable<string> {
-    const base = (this.prefix ? `${this.prefix}/` : '') + STAGING;
-    let token: string | undefined;
-    do {
-      const page = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, Delimiter: '/', ContinuationToken: token }),
-      );
-      for (const common of page.CommonPrefixes ?? []) {
-        const encoded = common.Prefix?.slice(base.length, -1);
-        if (encoded) yield Buffer.from(encoded, 'base64url').toString();
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+  async discardStaged(key: string): Promise<void> {
+    const target = this.full(key);
+    for await (const upload of this.listMultipart(target)) {
+      if (upload.key === target) await this.abortMultipart(upload.key, upload.id);
+    }
+    await this.cleanupStaging(key);
   }
+
+  async *listStagedUploads(): AsyncIterable<ObjectInfo> {
+    // Staging objects are few (only chunked uploads in progress have them): list them all and
+    // report each upload once, with its newest staging object's time and the total size.
+    const base = (this.prefix ? `${this.prefix}/` : '') + STAGING;
+    const uploads = new Map<string, ObjectInfo>();
+    for await (const object of this.listFull(base)) {
+      const encoded = object.key.slice(base.length).split('/')[0];
+      if (!encoded) continue;
+      const key = Buffer.from(encoded, 'base64url').toString();
+      const seen = uploads.get(key);
+      if (!seen) uploads.set(key, { key, size: object.size, modified: object.modified });
+      else {
+        seen.size += object.size;
+        if (object.modified > seen.modified) seen.modified = object.modified;
+      }
+    }
+    yield* uploads.values();
+  }
+
 
   /** @internal */
   async abortMultipart(fullKey: string, uploadId: string): Promise<void> {

@@ -9,7 +9,7 @@ import { RegistryError } from '../../core/errors.js';
 import type { FsckOptions, FsckProblem, FsckReport } from '../../core/maintenance.js';
 import { parseManifest } from '../../core/manifest.js';
 import type { Context } from './context.js';
-import { knownKeys } from './gc.js';
+import { deadStagedUploads, knownKeys } from './gc.js';
 
 const PAGE = 500;
 
@@ -158,5 +158,15 @@ export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckRepo
     if (batch.length >= PAGE) await flush();
   }
   if (batch.length) await flush();
+
+  // Staging objects (S3) of sessions that no longer exist.
+  for (const key of await deadStagedUploads(ctx, oldest)) {
+    let repaired = false;
+    if (options.repair && ctx.objects.discardStaged) {
+      await ctx.objects.discardStaged(key);
+      repaired = true;
+    }
+    problem({ kind: 'orphan-object', subject: key, detail: 'staged chunks of an upload session that no longer exists' }, repaired);
+  }
   return report;
 }

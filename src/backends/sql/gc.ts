@@ -291,7 +291,33 @@ class Collector {
       if (batch.length >= BATCH) await flush();
     }
     if (batch.length) await flush();
+    // Staging never precedes its session row, so the grace period alone protects it.
+    for (const key of await deadStagedUploads(this.ctx, this.now - this.options.graceMs)) {
+      this.check();
+      if (!this.options.dryRun) await this.ctx.objects.discardStaged?.(key);
+      this.report.orphanObjectsDeleted++;
+    }
   }
+}
+
+/**
+ * Uploads whose staging objects outlived their session (a crash between ending the session and
+ * discarding its bytes). Staging appears only after the session row exists, and the row goes
+ * only in the transaction that records the blob or ends the session, so a key that no upload
+ * row names has no writer left.
+ */
+export async function deadStagedUploads(ctx: Context, olderThan: number): Promise<string[]> {
+  if (!ctx.objects.listStagedUploads) return [];
+  const staged: string[] = [];
+  for await (const upload of ctx.objects.listStagedUploads()) if (upload.modified.getTime() < olderThan) staged.push(upload.key);
+  const dead: string[] = [];
+  for (let i = 0; i < staged.length; i += BATCH) {
+    const keys = staged.slice(i, i + BATCH);
+    const live = await ctx.database.db.selectFrom('uploads').select('object_key').where('object_key', 'in', keys).execute();
+    const liveKeys = new Set(live.map((r) => r.object_key));
+    dead.push(...keys.filter((k) => !liveKeys.has(k)));
+  }
+  return dead;
 }
 
 /** The keys among `keys` that a blob or upload row points to. */

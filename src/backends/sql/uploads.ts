@@ -18,7 +18,7 @@ import type { AppendOptions, BlobInfo, UploadState, UploadStore } from '../../co
 import type { RepositoryName } from '../../core/names.js';
 import { linkBlob } from './blobs.js';
 import { ensureRepositoryId, type Context } from './context.js';
-import { isUniqueViolation } from './database.js';
+import { isForeignKeyViolation, isUniqueViolation } from './database.js';
 import { Meter } from './meter.js';
 
 const LEASE_MS = 60_000;
@@ -46,13 +46,20 @@ export class SqlUploadStore implements UploadStore {
     const state = await this.ctx.objects.beginUpload(key);
     const now = Date.now();
     const expires = now + this.ctx.options.uploadTtlMs;
-    await this.ctx.database.tx(async (trx) => {
-      const repositoryId = await ensureRepositoryId(trx, this.repository);
-      await trx
-        .insertInto('uploads')
-        .values({ id, repository_id: repositoryId, object_key: key, store_state: state, size: 0, created_at: now, expires_at: expires })
-        .execute();
-    });
+    // Two single statements, no transaction: if the repository is deleted in between, the
+    // insert fails its foreign key and the repository is created again.
+    for (let attempt = 1; ; attempt++) {
+      const repositoryId = await ensureRepositoryId(this.ctx.database.db, this.repository);
+      try {
+        await this.ctx.database.db
+          .insertInto('uploads')
+          .values({ id, repository_id: repositoryId, object_key: key, store_state: state, size: 0, created_at: now, expires_at: expires })
+          .execute();
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !isForeignKeyViolation(err)) throw err;
+      }
+    }
     this.ctx.hashers.set(id, { size: 0, hash: createHasher(STREAM_ALGORITHM) });
     return { id, repository: this.repository, offset: 0, expiresAt: new Date(expires) };
   }
