@@ -126,9 +126,14 @@ export async function startPortfolio(opts: PortfolioOptions): Promise<Registry> 
   const port = await freePort();
   const args = [opts.cli, 'serve', '--addr', `127.0.0.1:${port}`, '--data-dir', opts.dataDir, '--log-level', 'warn', ...opts.extraArgs];
   const child = spawn(process.execPath, args, { env: { ...process.env, ...opts.extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return ready('portfolio', child, port);
+}
+
+/** Wraps a started server and waits until it answers; stops it if it never does. */
+async function ready(name: string, child: ChildProcess, port: number): Promise<Registry> {
   const output = tail(child);
   const url = `http://127.0.0.1:${port}`;
-  const reg = managed('portfolio', child, url);
+  const reg = managed(name, child, url);
   try {
     await waitReady(url, child, output);
   } catch (err) {
@@ -164,16 +169,7 @@ export async function startDistribution(dir: string, cache: boolean): Promise<Re
   const configPath = join(dir, 'config.yml');
   await writeFile(configPath, config);
   const child = spawn(DISTRIBUTION_BIN, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const output = tail(child);
-  const url = `http://127.0.0.1:${port}`;
-  const reg = managed('distribution', child, url);
-  try {
-    await waitReady(url, child, output);
-  } catch (err) {
-    await reg.stop();
-    throw err;
-  }
-  return reg;
+  return ready('distribution', child, port);
 }
 
 export async function externalRegistry(url: string): Promise<Registry> {

@@ -19,9 +19,11 @@
  * PUT or mount has made wrong; such a deletion is skipped. One collector runs at a time (a
  * lease in the database), so replicas may all schedule collection.
  */
+import type { ExpressionBuilder } from 'kysely';
 import type { GcOptions, GcReport } from '../../core/maintenance.js';
 import { TOUCH_RESOLUTION_MS } from './blobs.js';
 import type { Context } from './context.js';
+import type { RepositoryBlobsTable, Schema } from './schema.js';
 import { tryAcquireLease } from './leases.js';
 
 const BATCH = 500;
@@ -171,13 +173,7 @@ class Collector {
         .where(({ eb, or, and }) =>
           or([eb('rb.repository_id', '>', after.repository_id), and([eb('rb.repository_id', '=', after.repository_id), eb('rb.blob_id', '>', after.blob_id)])]),
         )
-        .where(({ not, exists, selectFrom }) =>
-          not(
-            exists(
-              selectFrom('manifest_blobs as mb').select('mb.blob_id').whereRef('mb.repository_id', '=', 'rb.repository_id').whereRef('mb.blob_id', '=', 'rb.blob_id'),
-            ),
-          ),
-        )
+        .where(linkUnused)
         .orderBy('rb.repository_id')
         .orderBy('rb.blob_id')
         .limit(BATCH)
@@ -195,13 +191,7 @@ class Collector {
           .where('rb.repository_id', '=', row.repository_id)
           .where('rb.blob_id', '=', row.blob_id)
           .where('rb.touched_at', '<', this.cutoff)
-          .where(({ not, exists, selectFrom }) =>
-            not(
-              exists(
-                selectFrom('manifest_blobs as mb').select('mb.blob_id').whereRef('mb.repository_id', '=', 'rb.repository_id').whereRef('mb.blob_id', '=', 'rb.blob_id'),
-              ),
-            ),
-          )
+          .where(linkUnused)
           .executeTakeFirst()
           .catch(() => ({ numDeletedRows: 0n }));
         if (r.numDeletedRows > 0n) this.progress('links', ++this.report.linksDeleted);
@@ -318,6 +308,13 @@ export async function deadStagedUploads(ctx: Context, olderThan: number): Promis
     dead.push(...keys.filter((k) => !liveKeys.has(k)));
   }
   return dead;
+}
+
+/** No manifest in the link's repository references the link's blob. */
+function linkUnused({ not, exists, selectFrom }: ExpressionBuilder<Schema & { rb: RepositoryBlobsTable }, 'rb'>) {
+  return not(
+    exists(selectFrom('manifest_blobs as mb').select('mb.blob_id').whereRef('mb.repository_id', '=', 'rb.repository_id').whereRef('mb.blob_id', '=', 'rb.blob_id')),
+  );
 }
 
 /** The keys among `keys` that a blob or upload row points to. */
