@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { Client, expect, header, withQuery } from './http.js';
+import { Client, expect, header, withQuery, type HttpClient } from './http.js';
 import { MiB, Rng, SeededBlob } from './data.js';
 import { runLoad, type LoadResult, type LoadTool } from './load.js';
 import { ACCEPT_MANIFESTS, makeImage, pool, pushImage, putManifest, startUpload, type Image } from './oci.js';
@@ -20,7 +20,11 @@ export interface Settings {
   warmupS: number;
   loadTool: LoadTool;
   downloadTool: 'curl' | 'node';
+  /** Client for the request-bound figures (pushes, tagging): the lean raw-socket one, or node:http. */
+  pushClient: 'raw' | 'node';
   images: number;
+  /** Untimed pushes first, so that neither server is measured while it warms up (JIT, caches). */
+  warmupImages: number;
   imageConcurrency: number;
   tags: number;
   tagConcurrency: number;
@@ -40,7 +44,9 @@ export function settingsFor(quick: boolean, loadTool: LoadTool, loadThreads: num
     warmupS: 1,
     loadTool,
     downloadTool: existsSync(CURL_BIN) ? 'curl' : 'node',
+    pushClient: 'raw',
     images: quick ? 96 : 400,
+    warmupImages: quick ? 32 : 200,
     imageConcurrency: 16,
     tags: quick ? 1000 : 5000,
     tagConcurrency: 16,
@@ -208,7 +214,7 @@ export function smallImages(count: number, seed: number): Image[] {
 }
 
 /** Pushes the images; also reports the bench client's own CPU use, to show it is not the limit. */
-export async function smallPushes(client: Client, s: Settings, prefix: string, images: Image[]): Promise<{ value: number; clientCpu: number }> {
+export async function smallPushes(client: HttpClient, s: Settings, prefix: string, images: Image[]): Promise<{ value: number; clientCpu: number }> {
   const t0 = now();
   const cpu0 = process.cpuUsage();
   await pool(images.length, s.imageConcurrency, async (i, worker) => {
@@ -227,7 +233,7 @@ export interface TagFigures {
   walk?: number;
 }
 
-export async function tagFigures(client: Client, s: Settings, repo: string, image: Image): Promise<TagFigures> {
+export async function tagFigures(client: HttpClient, s: Settings, repo: string, image: Image): Promise<TagFigures> {
   await pushImage(client, repo, 'base', image);
   const t0 = now();
   await pool(s.tags, s.tagConcurrency, async (i) => {

@@ -29,7 +29,13 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
-export class Client {
+/** What the request-bound figures need of a client: `Client` below, or the lean `RawClient`. */
+export interface HttpClient {
+  url(pathOrUrl: string): URL;
+  request(target: string | URL, options?: RequestOptions): Promise<Response>;
+}
+
+export class Client implements HttpClient {
   private readonly httpAgent: http.Agent;
   private readonly httpsAgent: https.Agent;
 

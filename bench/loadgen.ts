@@ -119,7 +119,7 @@ export async function loadgen(opts: LoadgenOptions): Promise<LoadgenResult> {
 /**
  * The length of the first complete response in `buf`, -1 when incomplete, 0 when unparseable.
  */
-function responseEnd(buf: Buffer, isHead: boolean): number {
+export function responseEnd(buf: Buffer, isHead: boolean): number {
   const headEnd = buf.indexOf(CRLFCRLF);
   if (headEnd < 0) return buf.length > 65536 ? 0 : -1;
   const bodyStart = headEnd + 4;

@@ -2,7 +2,7 @@
  * The client side of pushes, as docker does them: HEAD each blob, POST + monolithic PUT for each
  * missing one, then PUT the manifest under a tag.
  */
-import { Client, expect, header, withQuery } from './http.js';
+import { expect, header, withQuery, type HttpClient } from './http.js';
 import { Rng, sha256 } from './data.js';
 
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -53,7 +53,7 @@ export function makeImage(rng: Rng, layerCount = 2, layerSize = 4096): Image {
 }
 
 /** POST an upload session; returns the Location to continue it. */
-export async function startUpload(client: Client, repo: string): Promise<URL> {
+export async function startUpload(client: HttpClient, repo: string): Promise<URL> {
   const res = expect(await client.request(`/v2/${repo}/blobs/uploads/`, { method: 'POST' }), 202, `POST upload ${repo}`);
   const location = header(res, 'location');
   if (!location) throw new Error(`POST upload ${repo}: no Location`);
@@ -61,7 +61,7 @@ export async function startUpload(client: Client, repo: string): Promise<URL> {
 }
 
 /** Pushes a blob unless the registry has it (HEAD, then POST + monolithic PUT). */
-export async function pushBlob(client: Client, repo: string, b: Blob): Promise<void> {
+export async function pushBlob(client: HttpClient, repo: string, b: Blob): Promise<void> {
   const head = await client.request(`/v2/${repo}/blobs/${b.digest}`, { method: 'HEAD' });
   if (head.status === 200) return;
   expect(head, 404, `HEAD blob ${repo}`);
@@ -74,7 +74,7 @@ export async function pushBlob(client: Client, repo: string, b: Blob): Promise<v
   expect(put, 201, `PUT blob ${repo}`);
 }
 
-export async function putManifest(client: Client, repo: string, reference: string, manifest: Buffer): Promise<void> {
+export async function putManifest(client: HttpClient, repo: string, reference: string, manifest: Buffer): Promise<void> {
   const res = await client.request(`/v2/${repo}/manifests/${reference}`, {
     method: 'PUT',
     headers: { 'Content-Type': OCI_MANIFEST },
@@ -83,7 +83,7 @@ export async function putManifest(client: Client, repo: string, reference: strin
   expect(res, 201, `PUT manifest ${repo}:${reference}`);
 }
 
-export async function pushImage(client: Client, repo: string, tag: string, image: Image): Promise<void> {
+export async function pushImage(client: HttpClient, repo: string, tag: string, image: Image): Promise<void> {
   // docker pushes the layers in parallel and the config after them; one client at a time per
   // image keeps the concurrency at exactly the number of workers.
   for (const l of image.layers) await pushBlob(client, repo, l);

@@ -15,6 +15,8 @@ export interface EngineOptions {
   storage?: string;
   uploadTtlMs: number;
   maxBlobBytes?: number;
+  /** Blobs up to this size live in their database row (see SqlRegistryOptions). */
+  inlineBlobBytes?: number;
   sqliteSync?: 'FULL' | 'NORMAL';
   /** Answer blob GETs with a redirect to a presigned URL valid this long (ms), where the store can. */
   redirectMs?: number;
@@ -57,6 +59,7 @@ export async function openEngine(options: EngineOptions): Promise<Engine> {
   const registry = new SqlRegistry(database, objects, {
     uploadTtlMs: options.uploadTtlMs,
     maxBlobBytes: options.maxBlobBytes,
+    inlineBlobBytes: options.inlineBlobBytes,
     maxPageSize: 10_000,
     redirectSeconds: options.redirectMs ? Math.max(1, Math.round(options.redirectMs / 1000)) : undefined,
   });

@@ -9,6 +9,7 @@ export interface EngineFlags {
   storage?: string;
   uploadTtl: string;
   maxBlobSize?: string;
+  inlineBlobSize: string;
   sqliteSynchronous: string;
   blobRedirect?: string;
 }
@@ -20,6 +21,11 @@ export function withEngineFlags(command: Command): Command {
     .addOption(new Option('--storage <url>', 's3://BUCKET[/PREFIX] to keep blobs in S3 (default: files in the data directory)').env('PORTFOLIO_STORAGE'))
     .addOption(new Option('--upload-ttl <duration>', 'how long an idle upload session lives').env('PORTFOLIO_UPLOAD_TTL').default('24h'))
     .addOption(new Option('--max-blob-size <size>', 'largest accepted blob, e.g. 10G (default: no limit)').env('PORTFOLIO_MAX_BLOB_SIZE'))
+    .addOption(
+      new Option('--inline-blob-size <size>', 'blobs up to this size are kept in the database instead of the object store (0: none)')
+        .env('PORTFOLIO_INLINE_BLOB_SIZE')
+        .default('64K'),
+    )
     .addOption(
       new Option('--sqlite-synchronous <mode>', 'SQLite commits: normal survives process crashes, full also power loss (slower)')
         .choices(['full', 'normal'])
@@ -40,6 +46,7 @@ export function engineFrom(flags: EngineFlags, migrate: boolean): EngineOptions 
     storage: flags.storage,
     uploadTtlMs: parseDuration(flags.uploadTtl),
     maxBlobBytes: flags.maxBlobSize ? parseSize(flags.maxBlobSize) : undefined,
+    inlineBlobBytes: parseSize(flags.inlineBlobSize),
     sqliteSync: flags.sqliteSynchronous === 'normal' ? 'NORMAL' : 'FULL',
     redirectMs: flags.blobRedirect ? parseDuration(flags.blobRedirect) : undefined,
     migrate,

@@ -7,10 +7,10 @@ import type { Engine } from '../../src/cli/engine.js';
 import { ENGINE, freshEngine } from '../helpers/registry.js';
 import { openStores } from '../helpers/stores.js';
 
-export async function openTestEngine(): Promise<Engine & { dispose(): Promise<void> }> {
+export async function openTestEngine(inlineBlobBytes: number): Promise<Engine & { dispose(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'portfolio-contract-'));
   const args = await freshEngine(dir);
-  const engine = await openStores(dir, args, true);
+  const engine = await openStores(dir, args, true, inlineBlobBytes);
   return {
     ...engine,
     async dispose() {

@@ -129,10 +129,15 @@ test('fsck passes on a healthy store and reports, then repairs, what is wrong', 
   assert.equal(clean.code, 0, JSON.stringify(clean.report.problems));
   assert.ok(clean.report.checked.blobs > 0);
 
-  const img = image();
+  // Layers past the inline limit live in the object store; the config lives in its row.
+  const img = image({ layers: [blob(randomBytes(100_000)), blob(randomBytes(100_000))] });
   await pushImage(reg.url, 'fsck/broken', img, 'v1');
   const layer = img.layers[0]!;
   await withObjects(async ({ database, objects }) => {
+    // Inline bytes of the same size that do not match the digest.
+    const config = await database.db.selectFrom('blobs').select(['content']).where('digest', '=', img.config.digest).executeTakeFirstOrThrow();
+    assert.equal(config.content?.length, img.config.size, 'a small blob is kept inline');
+    await database.db.updateTable('blobs').set({ content: randomBytes(img.config.size) }).where('digest', '=', img.config.digest).execute();
     const row = await database.db.selectFrom('blobs').select('object_key').where('digest', '=', layer.digest).executeTakeFirstOrThrow();
     // Same size, other bytes: only a full check sees it.
     await objects.delete(row.object_key);
@@ -149,18 +154,19 @@ test('fsck passes on a healthy store and reports, then repairs, what is wrong', 
   const full = await fsck('--full', '--grace', '0');
   assert.equal(full.code, 1);
   const kinds = full.report.problems.map((p) => p.kind).sort();
-  assert.deepEqual(kinds, ['blob-digest', 'orphan-object']);
+  assert.deepEqual(kinds, ['blob-digest', 'blob-digest', 'orphan-object']);
+  assert.deepEqual(full.report.problems.filter((p) => p.kind === 'blob-digest').map((p) => p.subject).sort(), [img.config.digest, layer.digest].sort());
   const repaired = await fsck('--grace', '0', '--repair');
   assert.equal(repaired.code, 0, JSON.stringify(repaired.report.problems));
   assert.ok(repaired.report.problems.some((p) => p.kind === 'orphan-object' && p.repaired));
 
   await withObjects(async ({ database, objects }) => {
-    const row = await database.db.selectFrom('blobs').select('object_key').where('digest', '=', img.config.digest).executeTakeFirstOrThrow();
+    const row = await database.db.selectFrom('blobs').select('object_key').where('digest', '=', img.layers[1]!.digest).executeTakeFirstOrThrow();
     await objects.delete(row.object_key);
   });
   const missing = await fsck();
   assert.equal(missing.code, 1);
-  assert.ok(missing.report.problems.some((p) => p.kind === 'blob-missing' && p.subject === img.config.digest));
+  assert.ok(missing.report.problems.some((p) => p.kind === 'blob-missing' && p.subject === img.layers[1]!.digest));
 });
 
 test('staged chunks of a session that died without an abort are found by fsck and reclaimed by gc', { skip: ENGINE !== 'pg-s3' && 'only S3 stages chunks outside the upload key' }, async () => {

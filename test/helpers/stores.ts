@@ -7,7 +7,7 @@ export function engineFlag(engineArgs: string[], name: string): string | undefin
   return i === -1 ? undefined : engineArgs[i + 1];
 }
 
-export async function openStores(dataDir: string, engineArgs: string[], migrate = false): Promise<Engine> {
+export async function openStores(dataDir: string, engineArgs: string[], migrate = false, inlineBlobBytes = 64 * 1024): Promise<Engine> {
   Object.assign(process.env, s3Env());
   return openEngine({
     dataDir,
@@ -15,6 +15,7 @@ export async function openStores(dataDir: string, engineArgs: string[], migrate 
     storage: engineFlag(engineArgs, '--storage'),
     uploadTtlMs: 60_000,
     maxBlobBytes: 8 * 1024 * 1024,
+    inlineBlobBytes,
     migrate,
   });
 }

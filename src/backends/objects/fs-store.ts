@@ -80,18 +80,25 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  /** The file itself is created by the first append; here only its directory. */
+  /** Nothing to do: the first append creates the file (an upload may never need one). */
   async beginUpload(key: string): Promise<string> {
-    const dir = dirname(this.path(key));
+    this.path(key);
+    return '';
+  }
+
+  /** Opens (creating) an upload's file, and its directory on first use. */
+  private async openForWrite(key: string) {
+    const path = this.path(key);
+    const dir = dirname(path);
     if (!this.directories.has(dir)) {
       await mkdir(dir, { recursive: true });
       this.directories.add(dir);
     }
-    return '';
+    return open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
   }
 
   async appendUpload(key: string, state: string, offset: number, body: Readable): Promise<{ state: string; size: number }> {
-    const handle = await open(this.path(key), constants.O_RDWR | constants.O_CREAT, 0o644);
+    const handle = await this.openForWrite(key);
     try {
       // Bytes past `offset` belong to an append that failed before the metadata moved on.
       await handle.truncate(offset);
@@ -133,7 +140,7 @@ export class FsObjectStore implements ObjectStore {
 
   async completeUpload(key: string, _state: string, size: number): Promise<void> {
     const path = this.path(key);
-    const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    const handle = await this.openForWrite(key);
     try {
       await handle.truncate(size);
       await handle.sync();

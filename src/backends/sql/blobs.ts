@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { Digest } from '../../core/digest.js';
 import { ErrorCode, errors } from '../../core/errors.js';
 import type { BlobHandle, BlobInfo, BlobStore } from '../../core/interfaces.js';
@@ -14,14 +15,16 @@ export class SqlBlobStore implements BlobStore {
     private readonly repository: RepositoryName,
   ) {}
 
-  private lookup(exec: Executor, digest: Digest) {
+  /** The blob's row and link; with the inline bytes, if any, when `content` is set. */
+  private lookup(exec: Executor, digest: Digest, content = false) {
     return exec
       .selectFrom('repository_blobs as rb')
       .innerJoin('repositories as r', 'r.id', 'rb.repository_id')
       .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
       .select(['b.id', 'b.digest', 'b.size', 'b.object_key', 'rb.repository_id', 'rb.touched_at'])
       .where('r.name', '=', this.repository)
-      .where('b.digest', '=', digest);
+      .where('b.digest', '=', digest)
+      .$if(content, (q) => q.select('b.content'));
   }
 
   /**
@@ -30,9 +33,9 @@ export class SqlBlobStore implements BlobStore {
    * conditional write at most once per TOUCH_RESOLUTION_MS; if collection removed the link in
    * between, the update finds no row and the blob is reported missing.
    */
-  private async find(digest: Digest) {
+  private async find(digest: Digest, content = false) {
     const db = this.ctx.database.db;
-    const row = await this.lookup(db, digest).executeTakeFirst();
+    const row = await this.lookup(db, digest, content).executeTakeFirst();
     if (!row) return null;
     const now = Date.now();
     if (row.touched_at < now - TOUCH_RESOLUTION_MS) {
@@ -53,10 +56,13 @@ export class SqlBlobStore implements BlobStore {
   }
 
   async open(digest: Digest): Promise<BlobHandle | null> {
-    const row = await this.find(digest);
+    const row = await this.find(digest, true);
     if (!row) return null;
+    const info = { digest, size: row.size };
+    const inline = row.content;
+    if (inline) return { info, read: async (range) => Readable.from(range ? [inline.subarray(range.start, range.end + 1)] : [inline], { objectMode: false }) };
     const objects = this.ctx.objects;
-    const handle: BlobHandle = { info: { digest, size: row.size }, read: (range) => objects.read(row.object_key, range) };
+    const handle: BlobHandle = { info, read: (range) => objects.read(row.object_key, range) };
     const seconds = this.ctx.options.redirectSeconds;
     if (seconds && objects.presignRead) handle.directUrl = () => objects.presignRead!(row.object_key, seconds);
     return handle;

@@ -11,6 +11,11 @@ export interface SqlRegistryOptions {
   maxBlobBytes?: number;
   /** Largest page a list endpoint returns when the client asks for more or names no size. */
   maxPageSize: number;
+  /**
+   * Blobs up to this size (bytes) are kept in their database row instead of the object store:
+   * one commit instead of an object write and sync. 0 or undefined keeps every blob in the store.
+   */
+  inlineBlobBytes?: number;
   /** Send blob GETs to a presigned object-store URL valid this long (seconds), where the store can. */
   redirectSeconds?: number;
 }

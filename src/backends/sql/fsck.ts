@@ -21,9 +21,27 @@ export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckRepo
 
   // Blobs: bytes present, right size, right digest.
   for (let after = -1; ; ) {
-    const rows = await db.selectFrom('blobs').select(['id', 'digest', 'size', 'object_key']).where('id', '>', after).orderBy('id').limit(PAGE).execute();
+    const rows = await db
+      .selectFrom('blobs')
+      .select((eb) => ['id', 'digest', 'size', 'object_key', eb.fn<number | null>('octet_length', ['content']).as('inline_size')])
+      .where('id', '>', after)
+      .orderBy('id')
+      .limit(PAGE)
+      .execute();
     for (const row of rows) {
       progress('blobs', ++report.checked.blobs);
+      if (row.inline_size !== null) {
+        // Inline: the bytes are in the row.
+        if (Number(row.inline_size) !== row.size) {
+          problem({ kind: 'blob-size', subject: row.digest, detail: `inline bytes are ${row.inline_size}, expected ${row.size}` });
+        } else if (options.full) {
+          const { content } = await db.selectFrom('blobs').select('content').where('id', '=', row.id).executeTakeFirstOrThrow();
+          const digest = row.digest as Digest;
+          const actual = finishDigest(digestAlgorithm(digest), createHasher(digestAlgorithm(digest)).update(content ?? Buffer.alloc(0)));
+          if (actual !== digest) problem({ kind: 'blob-digest', subject: row.digest, detail: `inline bytes hash to ${actual}` });
+        }
+        continue;
+      }
       const info = await ctx.objects.stat(row.object_key);
       if (!info) {
         const referenced = await db.selectFrom('repository_blobs').select('blob_id').where('blob_id', '=', row.id).executeTakeFirst();
@@ -113,7 +131,10 @@ export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckRepo
   }
 
   // Upload sessions: live ones have their bytes; expired ones are reclaimed.
-  const uploads = await db.selectFrom('uploads').select(['id', 'object_key', 'store_state', 'size', 'expires_at']).execute();
+  const uploads = await db
+    .selectFrom('uploads')
+    .select((eb) => ['id', 'object_key', 'store_state', 'size', 'expires_at', eb('content', 'is', null).as('stored')])
+    .execute();
   for (const u of uploads) {
     report.checked.uploads++;
     if (u.expires_at <= Date.now()) {
@@ -126,7 +147,7 @@ export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckRepo
       problem({ kind: 'upload-expired', subject: u.id, detail: 'session expired but was not reclaimed' }, repaired);
       continue;
     }
-    if (u.size > 0) {
+    if (u.stored && u.size > 0) {
       try {
         const stream = await ctx.objects.readUpload(u.object_key, u.store_state, Math.min(u.size, 1));
         stream.destroy();

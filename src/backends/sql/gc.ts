@@ -209,7 +209,7 @@ class Collector {
     for (;;) {
       const rows = await db
         .selectFrom('blobs as b')
-        .select(['b.id', 'b.size', 'b.object_key'])
+        .select((eb) => ['b.id', 'b.size', 'b.object_key', eb('b.content', 'is', null).as('stored')])
         .where('b.id', '>', afterId)
         .where('b.created_at', '<', this.cutoff)
         .where(({ not, exists, selectFrom }) => {
@@ -246,8 +246,9 @@ class Collector {
           .executeTakeFirst()
           .catch(() => ({ numDeletedRows: 0n }));
         if (r.numDeletedRows === 0n) continue;
-        // The row is gone and committed: nothing can reach these bytes any more.
-        await this.ctx.objects.delete(row.object_key);
+        // The row is gone and committed: nothing can reach these bytes any more. (An inline
+        // blob's bytes went with its row.)
+        if (row.stored) await this.ctx.objects.delete(row.object_key);
         this.report.blobsDeleted++;
         this.report.bytesFreed += row.size;
         this.progress('blobs', this.report.blobsDeleted);

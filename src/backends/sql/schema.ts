@@ -17,6 +17,8 @@ export interface BlobsTable {
   size: number;
   /** Where the bytes are in the object store; set once, never renamed. */
   object_key: string;
+  /** The bytes themselves for a small blob, which then has no object (see uploads.ts). */
+  content: Buffer | null;
   created_at: number;
 }
 export interface RepositoryBlobsTable {
@@ -65,6 +67,11 @@ export interface UploadsTable {
   /** A writer's exclusive claim on the session while it streams a chunk. */
   lease_token: string | null;
   lease_expires: number | null;
+  /**
+   * The bytes so far while the session is small enough to commit inline; null once they (or
+   * an attempt at them) went to the object store at `object_key`.
+   */
+  content: Buffer | null;
 }
 
 export interface LeasesTable {
@@ -192,6 +199,13 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('expires_at', t.int, (c) => c.notNull())
           .execute();
         await db.schema.createIndex('repository_blobs_touched').on('repository_blobs').column('touched_at').execute();
+      },
+    },
+    '0003_inline_blobs': {
+      async up(db: Kysely<unknown>) {
+        // Small blobs live in their row: no object, no file sync, one commit.
+        await db.schema.alterTable('blobs').addColumn('content', t.bytes).execute();
+        await db.schema.alterTable('uploads').addColumn('content', t.bytes).execute();
       },
     },
   };
