@@ -5,6 +5,8 @@ import type { BlobHandle, BlobInfo, BlobStore } from '../../core/interfaces.js';
 import type { RepositoryName } from '../../core/names.js';
 import { ensureRepositoryId, findRepositoryId, type Context } from './context.js';
 import type { Executor } from './database.js';
+import { prepare } from './prepared.js';
+import type { Dialect } from './schema.js';
 
 /** How stale a link's touch may get before a read refreshes it; collection adds it to the grace period. */
 export const TOUCH_RESOLUTION_MS = 1000;
@@ -15,16 +17,8 @@ export class SqlBlobStore implements BlobStore {
     private readonly repository: RepositoryName,
   ) {}
 
-  /** The blob's row and link; with the inline bytes, if any, when `content` is set. */
-  private lookup(exec: Executor, digest: Digest, content = false) {
-    return exec
-      .selectFrom('repository_blobs as rb')
-      .innerJoin('repositories as r', 'r.id', 'rb.repository_id')
-      .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
-      .select(['b.id', 'b.digest', 'b.size', 'b.object_key', 'rb.repository_id', 'rb.touched_at'])
-      .where('r.name', '=', this.repository)
-      .where('b.digest', '=', digest)
-      .$if(content, (q) => q.select('b.content'));
+  private lookup(exec: Executor, digest: Digest) {
+    return LOOKUP.first(exec, this.ctx.database.dialect, this.repository, digest);
   }
 
   /**
@@ -34,18 +28,12 @@ export class SqlBlobStore implements BlobStore {
    * between, the update finds no row and the blob is reported missing.
    */
   private async find(digest: Digest, content = false) {
-    const db = this.ctx.database.db;
-    const row = await this.lookup(db, digest, content).executeTakeFirst();
+    const { db, dialect } = this.ctx.database;
+    const row = await (content ? LOOKUP_WITH_CONTENT : LOOKUP).first(db, dialect, this.repository, digest);
     if (!row) return null;
     const now = Date.now();
     if (row.touched_at < now - TOUCH_RESOLUTION_MS) {
-      const touched = await db
-        .updateTable('repository_blobs')
-        .set({ touched_at: now })
-        .where('repository_id', '=', row.repository_id)
-        .where('blob_id', '=', row.id)
-        .executeTakeFirst();
-      if (touched.numUpdatedRows === 0n) return null;
+      if ((await TOUCH.affected(db, dialect, now, row.repository_id, row.id)) === 0n) return null;
     }
     return row;
   }
@@ -59,7 +47,7 @@ export class SqlBlobStore implements BlobStore {
     const row = await this.find(digest, true);
     if (!row) return null;
     const info = { digest, size: row.size };
-    const inline = row.content;
+    const inline = (row as { content?: Buffer | null }).content ?? null;
     if (inline) return { info, read: async (range) => Readable.from(range ? [inline.subarray(range.start, range.end + 1)] : [inline], { objectMode: false }) };
     const objects = this.ctx.objects;
     const handle: BlobHandle = { info, read: (range) => objects.read(row.object_key, range) };
@@ -70,7 +58,7 @@ export class SqlBlobStore implements BlobStore {
 
   async delete(digest: Digest): Promise<void> {
     await this.ctx.database.tx(async (trx) => {
-      const row = await this.lookup(trx, digest).executeTakeFirst();
+      const row = await this.lookup(trx, digest);
       if (!row) throw errors.blobUnknown(digest);
       const used = await trx
         .selectFrom('manifest_blobs')
@@ -87,7 +75,7 @@ export class SqlBlobStore implements BlobStore {
     return this.ctx.database.tx(async (trx) => {
       let source = trx.selectFrom('blobs as b').select(['b.id', 'b.size']).where('b.digest', '=', digest);
       if (from !== null) {
-        const fromId = await findRepositoryId(trx, from);
+        const fromId = await findRepositoryId(trx, this.ctx.database.dialect, from);
         if (fromId === null) return null;
         source = source.where(({ exists, selectFrom }) =>
           exists(selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.blob_id', '=', 'b.id').where('rb.repository_id', '=', fromId)),
@@ -95,19 +83,40 @@ export class SqlBlobStore implements BlobStore {
       }
       const blob = await source.$if(this.ctx.database.postgres, (q) => q.forShare()).executeTakeFirst();
       if (!blob) return null;
-      const repositoryId = await ensureRepositoryId(trx, this.repository);
-      await linkBlob(trx, repositoryId, blob.id);
+      const repositoryId = await ensureRepositoryId(trx, this.ctx.database.dialect, this.repository);
+      await linkBlob(trx, this.ctx.database.dialect, repositoryId, blob.id);
       return { digest, size: blob.size };
     });
   }
 }
 
 /** Makes a blob visible in a repository, or refreshes the link's grace period. */
-export async function linkBlob(exec: Executor, repositoryId: number, blobId: number): Promise<void> {
-  const now = Date.now();
-  await exec
+export async function linkBlob(exec: Executor, dialect: Dialect, repositoryId: number, blobId: number): Promise<void> {
+  await LINK.execute(exec, dialect, repositoryId, blobId, Date.now());
+}
+
+/** A blob visible in a repository: its row and link. */
+const lookupQuery = (exec: Executor, repository: string, digest: string) =>
+  exec
+    .selectFrom('repository_blobs as rb')
+    .innerJoin('repositories as r', 'r.id', 'rb.repository_id')
+    .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
+    .select(['b.id', 'b.digest', 'b.size', 'b.object_key', 'rb.repository_id', 'rb.touched_at'])
+    .where('r.name', '=', repository)
+    .where('b.digest', '=', digest);
+
+const LOOKUP = prepare((exec, _pg, repository: string, digest: string) => lookupQuery(exec, repository, digest));
+
+/** The same, with the inline bytes if the blob has them. */
+const LOOKUP_WITH_CONTENT = prepare((exec, _pg, repository: string, digest: string) => lookupQuery(exec, repository, digest).select('b.content'));
+
+const TOUCH = prepare((exec, _pg, now: number, repositoryId: number, blobId: number) =>
+  exec.updateTable('repository_blobs').set({ touched_at: now }).where('repository_id', '=', repositoryId).where('blob_id', '=', blobId),
+);
+
+const LINK = prepare((exec, _pg, repositoryId: number, blobId: number, now: number) =>
+  exec
     .insertInto('repository_blobs')
     .values({ repository_id: repositoryId, blob_id: blobId, touched_at: now })
-    .onConflict((oc) => oc.columns(['repository_id', 'blob_id']).doUpdateSet({ touched_at: now }))
-    .execute();
-}
+    .onConflict((oc) => oc.columns(['repository_id', 'blob_id']).doUpdateSet({ touched_at: now })),
+);

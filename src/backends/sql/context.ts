@@ -3,6 +3,8 @@ import type { Hash } from 'node:crypto';
 import type { RepositoryName } from '../../core/names.js';
 import type { ObjectStore } from '../objects/object-store.js';
 import type { Database, Executor } from './database.js';
+import { prepare } from './prepared.js';
+import type { Dialect } from './schema.js';
 
 export interface SqlRegistryOptions {
   /** How long an idle upload session lives (ms). */
@@ -28,23 +30,27 @@ export interface Context {
   hashers: Map<string, { size: number; hash: Hash }>;
 }
 
-export async function findRepositoryId(exec: Executor, name: RepositoryName): Promise<number | null> {
-  const row = await exec.selectFrom('repositories').select('id').where('name', '=', name).executeTakeFirst();
-  return row?.id ?? null;
+export async function findRepositoryId(exec: Executor, dialect: Dialect, name: RepositoryName): Promise<number | null> {
+  return (await REPOSITORY_ID.first(exec, dialect, name))?.id ?? null;
 }
 
-export async function ensureRepositoryId(exec: Executor, name: RepositoryName): Promise<number> {
-  const existing = await findRepositoryId(exec, name);
+export async function ensureRepositoryId(exec: Executor, dialect: Dialect, name: RepositoryName): Promise<number> {
+  const existing = await findRepositoryId(exec, dialect, name);
   if (existing !== null) return existing;
-  await exec
-    .insertInto('repositories')
-    .values({ name, created_at: Date.now() })
-    .onConflict((oc) => oc.column('name').doNothing())
-    .execute();
-  const id = await findRepositoryId(exec, name);
+  await CREATE_REPOSITORY.execute(exec, dialect, name, Date.now());
+  const id = await findRepositoryId(exec, dialect, name);
   if (id === null) throw new Error(`repository ${name} vanished while being created`);
   return id;
 }
+
+const REPOSITORY_ID = prepare((exec, _pg, name: string) => exec.selectFrom('repositories').select('id').where('name', '=', name));
+
+const CREATE_REPOSITORY = prepare((exec, _pg, name: string, now: number) =>
+  exec
+    .insertInto('repositories')
+    .values({ name, created_at: now })
+    .onConflict((oc) => oc.column('name').doNothing()),
+);
 
 /** Keyset paging over a sorted text column: fetch one extra row to learn whether more remain. */
 export function pageOf(rows: { name: string }[], limit: number): { items: string[]; more: boolean } {

@@ -5,6 +5,7 @@ import type { Descriptor, ParsedManifest } from '../../core/manifest.js';
 import { referenceString, type Reference, type RepositoryName } from '../../core/names.js';
 import { ensureRepositoryId, type Context } from './context.js';
 import type { Executor } from './database.js';
+import { prepare } from './prepared.js';
 
 export class SqlManifestStore implements ManifestStore {
   constructor(
@@ -12,36 +13,28 @@ export class SqlManifestStore implements ManifestStore {
     private readonly repository: RepositoryName,
   ) {}
 
-  private select(exec: Executor, reference: Reference) {
-    const base = exec
-      .selectFrom('manifests as m')
-      .innerJoin('repositories as r', 'r.id', 'm.repository_id')
-      .where('r.name', '=', this.repository);
-    return reference.kind === 'digest'
-      ? base.where('m.digest', '=', reference.digest)
-      : base.innerJoin('tags as t', 't.manifest_id', 'm.id').where('t.name', '=', reference.tag);
+  private find(reference: Reference, content: boolean) {
+    const { db, dialect } = this.ctx.database;
+    const [byDigest, byTag] = content ? [GET_BY_DIGEST, GET_BY_TAG] : [HEAD_BY_DIGEST, HEAD_BY_TAG];
+    return reference.kind === 'digest' ? byDigest.first(db, dialect, this.repository, reference.digest) : byTag.first(db, dialect, this.repository, reference.tag);
   }
 
   async head(reference: Reference): Promise<ManifestInfo | null> {
-    const row = await this.select(this.ctx.database.db, reference).select(['m.digest', 'm.media_type', 'm.size']).executeTakeFirst();
+    const row = await this.find(reference, false);
     return row ? { digest: row.digest as Digest, mediaType: row.media_type, size: row.size } : null;
   }
 
   async get(reference: Reference): Promise<StoredManifest | null> {
-    const row = await this.select(this.ctx.database.db, reference)
-      .select(['m.digest', 'm.media_type', 'm.size', 'm.content'])
-      .executeTakeFirst();
+    const row = (await this.find(reference, true)) as { digest: string; media_type: string; size: number; content: Buffer } | undefined;
     return row ? { digest: row.digest as Digest, mediaType: row.media_type, size: row.size, bytes: Buffer.from(row.content) } : null;
   }
 
   async put(reference: Reference, bytes: Buffer, manifest: ParsedManifest): Promise<PutManifestResult> {
     const digest = digestOf(bytes, reference.kind === 'digest' ? digestAlgorithm(reference.digest) : 'sha256');
-    const pg = this.ctx.database.postgres;
+    const { dialect, postgres: pg } = this.ctx.database;
     await this.ctx.database.tx(async (trx) => {
-      const repositoryId = await ensureRepositoryId(trx, this.repository);
-      let manifestId = (
-        await trx.selectFrom('manifests').select('id').where('repository_id', '=', repositoryId).where('digest', '=', digest).executeTakeFirst()
-      )?.id;
+      const repositoryId = await ensureRepositoryId(trx, dialect, this.repository);
+      let manifestId = (await MANIFEST_ID.first(trx, dialect, repositoryId, digest))?.id;
       // Lock the links this manifest needs, so no delete or collection can remove them before
       // commit. FOR UPDATE in blob order (not FOR SHARE): the links' grace period is refreshed
       // below, and two share-lockers upgrading to write would deadlock.
@@ -69,22 +62,9 @@ export class SqlManifestStore implements ManifestStore {
       requireAll(manifest.children, children);
       const now = Date.now();
       if (manifestId === undefined) {
-        const inserted = await trx
-          .insertInto('manifests')
-          .values({
-            repository_id: repositoryId,
-            digest,
-            media_type: manifest.mediaType,
-            artifact_type: manifest.artifactType,
-            subject_digest: manifest.subject,
-            annotations: manifest.annotations ? JSON.stringify(manifest.annotations) : null,
-            size: bytes.length,
-            content: bytes,
-            created_at: now,
-          })
-          .returning('id')
-          .executeTakeFirstOrThrow();
-        manifestId = inserted.id;
+        const annotations = manifest.annotations ? JSON.stringify(manifest.annotations) : null;
+        const inserted = await INSERT_MANIFEST.first(trx, dialect, repositoryId, digest, manifest.mediaType, manifest.artifactType, manifest.subject, annotations, bytes.length, bytes, now);
+        manifestId = inserted!.id;
         const id = manifestId;
         if (blobs.length) {
           await trx
@@ -113,12 +93,7 @@ export class SqlManifestStore implements ManifestStore {
           .execute();
       }
       if (reference.kind === 'tag') {
-        const id = manifestId;
-        await trx
-          .insertInto('tags')
-          .values({ repository_id: repositoryId, name: reference.tag, manifest_id: id, updated_at: now })
-          .onConflict((oc) => oc.columns(['repository_id', 'name']).doUpdateSet({ manifest_id: id, updated_at: now }))
-          .execute();
+        await SET_TAG.execute(trx, dialect, repositoryId, reference.tag, manifestId, now);
       }
     });
     return { digest, subject: manifest.subject };
@@ -184,3 +159,59 @@ function requireAll(wanted: Digest[], found: { digest: string }[]): void {
   if (missing) throw errors.manifestBlobUnknown(missing);
 }
 
+const manifestBy = (exec: Executor, repository: string) =>
+  exec.selectFrom('manifests as m').innerJoin('repositories as r', 'r.id', 'm.repository_id').where('r.name', '=', repository);
+const manifestByTag = (exec: Executor, repository: string, tag: string) =>
+  manifestBy(exec, repository).innerJoin('tags as t', 't.manifest_id', 'm.id').where('t.name', '=', tag);
+
+const HEAD_BY_DIGEST = prepare((exec, _pg, repository: string, digest: string) =>
+  manifestBy(exec, repository).where('m.digest', '=', digest).select(['m.digest', 'm.media_type', 'm.size']),
+);
+const HEAD_BY_TAG = prepare((exec, _pg, repository: string, tag: string) => manifestByTag(exec, repository, tag).select(['m.digest', 'm.media_type', 'm.size']));
+const GET_BY_DIGEST = prepare((exec, _pg, repository: string, digest: string) =>
+  manifestBy(exec, repository).where('m.digest', '=', digest).select(['m.digest', 'm.media_type', 'm.size', 'm.content']),
+);
+const GET_BY_TAG = prepare((exec, _pg, repository: string, tag: string) =>
+  manifestByTag(exec, repository, tag).select(['m.digest', 'm.media_type', 'm.size', 'm.content']),
+);
+
+const MANIFEST_ID = prepare((exec, _pg, repositoryId: number, digest: string) =>
+  exec.selectFrom('manifests').select('id').where('repository_id', '=', repositoryId).where('digest', '=', digest),
+);
+
+const INSERT_MANIFEST = prepare(
+  (
+    exec,
+    _pg,
+    repositoryId: number,
+    digest: string,
+    mediaType: string,
+    artifactType: string | null,
+    subject: string | null,
+    annotations: string | null,
+    size: number,
+    content: Buffer,
+    now: number,
+  ) =>
+    exec
+      .insertInto('manifests')
+      .values({
+        repository_id: repositoryId,
+        digest,
+        media_type: mediaType,
+        artifact_type: artifactType,
+        subject_digest: subject,
+        annotations,
+        size,
+        content,
+        created_at: now,
+      })
+      .returning('id'),
+);
+
+const SET_TAG = prepare((exec, _pg, repositoryId: number, tag: string, manifestId: number, now: number) =>
+  exec
+    .insertInto('tags')
+    .values({ repository_id: repositoryId, name: tag, manifest_id: manifestId, updated_at: now })
+    .onConflict((oc) => oc.columns(['repository_id', 'name']).doUpdateSet({ manifest_id: manifestId, updated_at: now })),
+);

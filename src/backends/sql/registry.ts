@@ -30,7 +30,7 @@ export class SqlRegistry implements Registry, Maintenance {
       manifests: new SqlManifestStore(ctx, name),
       tags: async (page: PageRequest): Promise<Page | null> => {
         const db = ctx.database.db;
-        const repositoryId = await findRepositoryId(db, name);
+        const repositoryId = await findRepositoryId(db, ctx.database.dialect, name);
         if (repositoryId === null) return null;
         const limit = pageLimit(page.n, ctx.options.maxPageSize);
         let query = db.selectFrom('tags').select('name').where('repository_id', '=', repositoryId);

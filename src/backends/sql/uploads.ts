@@ -26,6 +26,7 @@ import { linkBlob } from './blobs.js';
 import { ensureRepositoryId, type Context } from './context.js';
 import { isForeignKeyViolation, isUniqueViolation } from './database.js';
 import { Meter } from './meter.js';
+import { prepare } from './prepared.js';
 import type { Schema } from './schema.js';
 
 const LEASE_MS = 60_000;
@@ -61,21 +62,9 @@ export class SqlUploadStore implements UploadStore {
     // Two single statements, no transaction: if the repository is deleted in between, the
     // insert fails its foreign key and the repository is created again.
     for (let attempt = 1; ; attempt++) {
-      const repositoryId = await ensureRepositoryId(this.ctx.database.db, this.repository);
+      const repositoryId = await ensureRepositoryId(this.ctx.database.db, this.ctx.database.dialect, this.repository);
       try {
-        await this.ctx.database.db
-          .insertInto('uploads')
-          .values({
-            id,
-            repository_id: repositoryId,
-            object_key: key,
-            store_state: state,
-            size: 0,
-            created_at: now,
-            expires_at: expires,
-            content: inline ? EMPTY : null,
-          })
-          .execute();
+        await INSERT_SESSION.execute(this.ctx.database.db, this.ctx.database.dialect, id, repositoryId, key, state, now, expires, inline ? EMPTY : null);
         break;
       } catch (err) {
         if (attempt >= 3 || !isForeignKeyViolation(err)) throw err;
@@ -98,14 +87,8 @@ export class SqlUploadStore implements UploadStore {
       const next = this.withChunk(row, head, options);
       // A chunk held in memory needs no lease: one conditional write applies it only if no
       // other request moved or holds the session meanwhile.
-      const moved = await this.ctx.database.db
-        .updateTable('uploads')
-        .set({ size: next.size, content: next.content, expires_at: next.expires_at })
-        .where('id', '=', id)
-        .where('size', '=', row.size)
-        .where(leaseFree(Date.now()))
-        .executeTakeFirst();
-      if (moved.numUpdatedRows === 0n) throw errors.rangeInvalid('another request is writing this upload', { offset: row.size });
+      const moved = await APPEND_INLINE.affected(this.ctx.database.db, this.ctx.database.dialect, next.size, next.content, next.expires_at, id, row.size, Date.now());
+      if (moved === 0n) throw errors.rangeInvalid('another request is writing this upload', { offset: row.size });
       return this.state(next);
     }
     const lease = await this.acquire(row);
@@ -162,13 +145,7 @@ export class SqlUploadStore implements UploadStore {
   }
 
   private async row(id: string): Promise<SessionRow> {
-    const row = await this.ctx.database.db
-      .selectFrom('uploads as u')
-      .innerJoin('repositories as r', 'r.id', 'u.repository_id')
-      .select(['u.id', 'u.repository_id', 'u.object_key', 'u.store_state', 'u.size', 'u.expires_at', 'u.content'])
-      .where('u.id', '=', id)
-      .where('r.name', '=', this.repository)
-      .executeTakeFirst();
+    const row = await SESSION.first(this.ctx.database.db, this.ctx.database.dialect, id, this.repository);
     if (!row || row.expires_at <= Date.now()) throw errors.uploadUnknown(id);
     return row;
   }
@@ -181,25 +158,13 @@ export class SqlUploadStore implements UploadStore {
   private async acquire(row: SessionRow): Promise<string> {
     const token = randomUUID();
     const now = Date.now();
-    const result = await this.ctx.database.db
-      .updateTable('uploads')
-      .set({ lease_token: token, lease_expires: now + LEASE_MS })
-      .where('id', '=', row.id)
-      .where('size', '=', row.size)
-      .where(leaseFree(now))
-      .executeTakeFirst();
-    if (result.numUpdatedRows === 0n) throw errors.rangeInvalid('another request is writing this upload', { offset: row.size });
+    const claimed = await ACQUIRE.affected(this.ctx.database.db, this.ctx.database.dialect, token, now + LEASE_MS, row.id, row.size, now);
+    if (claimed === 0n) throw errors.rangeInvalid('another request is writing this upload', { offset: row.size });
     return token;
   }
 
   private async release(id: string, token: string): Promise<void> {
-    await this.ctx.database.db
-      .updateTable('uploads')
-      .set({ lease_token: null, lease_expires: null })
-      .where('id', '=', id)
-      .where('lease_token', '=', token)
-      .execute()
-      .catch(() => {});
+    await RELEASE.execute(this.ctx.database.db, this.ctx.database.dialect, id, token).catch(() => {});
   }
 
   /** Refuses a chunk that does not start at the offset, or that declares more than the size limit allows. */
@@ -292,13 +257,8 @@ export class SqlUploadStore implements UploadStore {
     }
     const expires = Date.now() + this.ctx.options.uploadTtlMs;
     if (persist) {
-      const moved = await this.ctx.database.db
-        .updateTable('uploads')
-        .set({ size: result.size, store_state: result.state, expires_at: expires })
-        .where('id', '=', row.id)
-        .where('lease_token', '=', lease)
-        .executeTakeFirst();
-      if (moved.numUpdatedRows === 0n) throw errors.uploadUnknown(row.id);
+      const moved = await PERSIST.affected(this.ctx.database.db, this.ctx.database.dialect, result.size, result.state, expires, row.id, lease);
+      if (moved === 0n) throw errors.uploadUnknown(row.id);
     }
     if (hash) this.ctx.hashers.set(row.id, { size: result.size, hash });
     return { ...row, size: result.size, store_state: result.state, expires_at: expires };
@@ -331,34 +291,24 @@ export class SqlUploadStore implements UploadStore {
   private async commitBlob(row: SessionRow, digest: Digest, claim: { lease: string } | { offset: number }): Promise<{ duplicate: boolean }> {
     for (;;) {
       try {
+        const { dialect } = this.ctx.database;
         return await this.ctx.database.tx(async (trx) => {
-          const ended = await trx
-            .deleteFrom('uploads')
-            .where('id', '=', row.id)
-            .$if('lease' in claim, (q) => q.where('lease_token', '=', (claim as { lease: string }).lease))
-            .$if('offset' in claim, (q) => q.where('size', '=', (claim as { offset: number }).offset).where(leaseFree(Date.now())))
-            .executeTakeFirst();
-          if (ended.numDeletedRows === 0n) {
+          const ended =
+            'lease' in claim
+              ? await END_LEASED.affected(trx, dialect, row.id, claim.lease)
+              : await END_UNCLAIMED.affected(trx, dialect, row.id, claim.offset, Date.now());
+          if (ended === 0n) {
             throw 'lease' in claim ? errors.uploadUnknown(row.id) : errors.rangeInvalid('another request is writing this upload', { offset: claim.offset });
           }
-          const existing = await trx
-            .selectFrom('blobs')
-            .select(['id', 'size'])
-            .where('digest', '=', digest)
-            .$if(this.ctx.database.postgres, (q) => q.forShare())
-            .executeTakeFirst();
+          const existing = await BLOB_BY_DIGEST.first(trx, dialect, digest);
           let blobId: number;
           if (existing) {
             blobId = existing.id;
           } else {
-            const inserted = await trx
-              .insertInto('blobs')
-              .values({ digest, size: row.size, object_key: row.object_key, content: row.content, created_at: Date.now() })
-              .returning('id')
-              .executeTakeFirstOrThrow();
-            blobId = inserted.id;
+            const inserted = await INSERT_BLOB.first(trx, dialect, digest, row.size, row.object_key, row.content, Date.now());
+            blobId = inserted!.id;
           }
-          await linkBlob(trx, row.repository_id, blobId);
+          await linkBlob(trx, dialect, row.repository_id, blobId);
           return { duplicate: existing !== undefined };
         });
       } catch (err) {
@@ -373,6 +323,55 @@ export class SqlUploadStore implements UploadStore {
 function leaseFree(now: number) {
   return (eb: ExpressionBuilder<Schema, 'uploads'>) => eb.or([eb('lease_expires', 'is', null), eb('lease_expires', '<', now)]);
 }
+
+const INSERT_SESSION = prepare(
+  (exec, _pg, id: string, repositoryId: number, key: string, state: string, now: number, expires: number, content: Buffer | null) =>
+    exec.insertInto('uploads').values({ id, repository_id: repositoryId, object_key: key, store_state: state, size: 0, created_at: now, expires_at: expires, content }),
+);
+
+const SESSION = prepare((exec, _pg, id: string, repository: string) =>
+  exec
+    .selectFrom('uploads as u')
+    .innerJoin('repositories as r', 'r.id', 'u.repository_id')
+    .select(['u.id', 'u.repository_id', 'u.object_key', 'u.store_state', 'u.size', 'u.expires_at', 'u.content'])
+    .where('u.id', '=', id)
+    .where('r.name', '=', repository),
+);
+
+const APPEND_INLINE = prepare((exec, _pg, size: number, content: Buffer | null, expires: number, id: string, offset: number, now: number) =>
+  exec.updateTable('uploads').set({ size, content, expires_at: expires }).where('id', '=', id).where('size', '=', offset).where(leaseFree(now)),
+);
+
+const ACQUIRE = prepare((exec, _pg, token: string, leaseExpires: number, id: string, offset: number, now: number) =>
+  exec.updateTable('uploads').set({ lease_token: token, lease_expires: leaseExpires }).where('id', '=', id).where('size', '=', offset).where(leaseFree(now)),
+);
+
+const RELEASE = prepare((exec, _pg, id: string, token: string) =>
+  exec.updateTable('uploads').set({ lease_token: null, lease_expires: null }).where('id', '=', id).where('lease_token', '=', token),
+);
+
+const PERSIST = prepare((exec, _pg, size: number, state: string, expires: number, id: string, lease: string) =>
+  exec.updateTable('uploads').set({ size, store_state: state, expires_at: expires }).where('id', '=', id).where('lease_token', '=', lease),
+);
+
+const END_LEASED = prepare((exec, _pg, id: string, lease: string) => exec.deleteFrom('uploads').where('id', '=', id).where('lease_token', '=', lease));
+
+const END_UNCLAIMED = prepare((exec, _pg, id: string, offset: number, now: number) =>
+  exec.deleteFrom('uploads').where('id', '=', id).where('size', '=', offset).where(leaseFree(now)),
+);
+
+/** On PostgreSQL the row is share-locked, so collection cannot delete it before the link commits. */
+const BLOB_BY_DIGEST = prepare((exec, pg, digest: string) =>
+  exec
+    .selectFrom('blobs')
+    .select(['id', 'size'])
+    .where('digest', '=', digest)
+    .$if(pg, (q) => q.forShare()),
+);
+
+const INSERT_BLOB = prepare((exec, _pg, digest: string, size: number, key: string, content: Buffer | null, now: number) =>
+  exec.insertInto('blobs').values({ digest, size, object_key: key, content, created_at: now }).returning('id'),
+);
 
 /** Uploads are written at their final key; the blob row keeps it, so nothing is ever renamed. */
 function objectKeyFor(id: string): string {
