@@ -8,7 +8,7 @@
  * - A committed manifest never references a blob or child that is missing from its repository.
  * - Failures that a client caused are RegistryErrors with the spec's status and code.
  */
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Digest } from './digest.js';
 import type { Descriptor, ParsedManifest } from './manifest.js';
 import type { Reference, RepositoryName } from './names.js';
@@ -24,10 +24,17 @@ export interface ByteRange {
   end: number;
 }
 
+/**
+ * A blob's bytes as a stream, opened. A store may also know a faster way to write them into a
+ * sink than piping (`sendTo`: resolves once every byte was handed over and the sink ended).
+ * Either consume the stream or call `sendTo`, not both.
+ */
+export type BlobStream = Readable & { sendTo?(sink: Writable): Promise<void> };
+
 export interface BlobHandle {
   info: BlobInfo;
   /** Streams the blob, or the inclusive range of it. */
-  read(range?: ByteRange): Promise<Readable>;
+  read(range?: ByteRange): Promise<BlobStream>;
   /** A URL the client may fetch the bytes from instead (a presigned object-store URL), when configured. */
   directUrl?(): Promise<string>;
 }

@@ -98,9 +98,16 @@ async function dispatch(registry: Registry, options: ServerOptions, req: Incomin
 const DRAIN_LIMIT = 64 * 1024 * 1024;
 const REFUSED_DRAIN_LIMIT = 1024 * 1024;
 
+/** Errors that mean the client went away mid-response: nothing failed on this side. */
+const HUNG_UP = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE', 'ERR_STREAM_DESTROYED']);
+
 function fail(logger: Logger, req: IncomingMessage, res: ServerResponse, err: unknown): void {
   const error = err instanceof RegistryError ? err : internalError();
-  if (!(err instanceof RegistryError)) logger.error({ err, method: req.method, path: req.url }, 'request failed');
+  if (!(err instanceof RegistryError)) {
+    const hungUp = res.headersSent && HUNG_UP.has((err as NodeJS.ErrnoException).code ?? '');
+    if (hungUp) logger.info({ method: req.method, path: req.url, code: (err as NodeJS.ErrnoException).code }, 'client hung up');
+    else logger.error({ err, method: req.method, path: req.url }, 'request failed');
+  }
   if (res.headersSent) {
     // The status is already on the wire: cut the connection so the client sees a failed transfer.
     res.destroy();

@@ -2,6 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { get } from 'node:http';
 import { blob, image, pushBlob, type Blob } from '../helpers/oci.js';
 import { http, pushImageOk, putManifest, expectStatus, expectError, expectNoBody, header, repoName, describeRes, OCTET, type Res, useRegistry } from './util.js';
 
@@ -187,6 +188,81 @@ describe('Range requests', () => {
     const res = await http(blobUrl(repo, b.digest), { method: 'HEAD', headers: { range: 'bytes=0-9' } });
     expectStatus(res, [200, 206]);
     expectNoBody(res);
+  });
+});
+
+describe('blobs past the inline limit (kept in the object store)', () => {
+  const MiB = 1024 * 1024;
+
+  test('a 7 MiB blob comes back whole, and ranges across read buffers are exact', async () => {
+    const { repo, b } = await withBlob('blob-big', 7 * MiB + 123);
+    const full = await http(blobUrl(repo, b.digest));
+    expectStatus(full, 200);
+    expectBody(full, b.bytes);
+    for (const [start, end] of [
+      [0, 9],
+      [2 * MiB - 5, 2 * MiB + 5],
+      [MiB, 6 * MiB + 77],
+      [b.size - 3 * MiB, b.size - 1],
+    ] as const) {
+      const res = await http(blobUrl(repo, b.digest), { headers: { range: `bytes=${start}-${end}` } });
+      expectStatus(res, 206);
+      assert.equal(header(res, 'content-range'), `bytes ${start}-${end}/${b.size}`);
+      expectBody(res, b.bytes.subarray(start, end + 1));
+    }
+  });
+
+  test('a slow reader gets the exact bytes (the server cannot reuse a buffer still being sent)', async () => {
+    // Larger than the socket buffers of both ends, so writes must wait for the reader.
+    const { repo, b } = await withBlob('blob-slow', 24 * MiB);
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      get(blobUrl(repo, b.digest), (res) => {
+        const chunks: Buffer[] = [];
+        res.pause();
+        setTimeout(() => res.resume(), 300);
+        res.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          // Stall now and then, so the server's writes back up behind a full socket.
+          if (chunks.length % 8 === 0) {
+            res.pause();
+            setTimeout(() => res.resume(), 20);
+          }
+        });
+        res.on('end', () => resolve(Buffer.concat(chunks)));
+        res.on('error', reject);
+      }).on('error', reject);
+    });
+    assert.equal(body.length, b.size);
+    assert.ok(body.equals(b.bytes), 'body bytes differ');
+  });
+
+  test('a 100 KiB blob serves closed, open-ended and suffix ranges', async () => {
+    const { repo, b } = await withBlob('blob-stored', 100 * 1024);
+    for (const [value, start, end] of [
+      ['bytes=100-299', 100, 299],
+      ['bytes=100000-', 100_000, b.size - 1],
+      ['bytes=-10', b.size - 10, b.size - 1],
+    ] as const) {
+      const res = await http(blobUrl(repo, b.digest), { headers: { range: value } });
+      expectStatus(res, 206);
+      expectBody(res, b.bytes.subarray(start, end + 1));
+    }
+  });
+
+  test('a client that hangs up mid-download leaves the server serving', async () => {
+    const { repo, b } = await withBlob('blob-abort', 9 * MiB);
+    for (let i = 0; i < 3; i++) {
+      const controller = new AbortController();
+      const res = await fetch(blobUrl(repo, b.digest), { signal: controller.signal });
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      await reader.read();
+      controller.abort();
+      await reader.read().catch(() => {});
+    }
+    const full = await http(blobUrl(repo, b.digest));
+    expectStatus(full, 200);
+    expectBody(full, b.bytes);
   });
 });
 

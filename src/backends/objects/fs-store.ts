@@ -8,7 +8,8 @@ import { constants } from 'node:fs';
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import type { ByteRange } from '../../core/interfaces.js';
+import type { BlobStream, ByteRange } from '../../core/interfaces.js';
+import { FileStream } from './file-stream.js';
 import type { ObjectInfo, ObjectStore } from './object-store.js';
 
 const WRITE_BATCH = 1024 * 1024;
@@ -34,11 +35,10 @@ export class FsObjectStore implements ObjectStore {
     return join(this.root, key);
   }
 
-  async read(key: string, range?: ByteRange): Promise<Readable> {
+  async read(key: string, range?: ByteRange): Promise<BlobStream> {
     // Open first so that a missing object fails here, before any response header is sent.
     const handle = await open(this.path(key), 'r');
-    // 2 MiB reads: downloads run near 2 GB/s (256 KiB reads: ~1.1 GB/s), at 2 MiB of memory each.
-    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 2 * 1024 * 1024 });
+    return new FileStream(handle, range?.start ?? 0, range ? range.end + 1 : Infinity);
   }
 
   async stat(key: string): Promise<ObjectInfo | null> {

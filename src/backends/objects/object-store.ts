@@ -8,7 +8,7 @@
  * continue the upload.
  */
 import type { Readable } from 'node:stream';
-import type { ByteRange } from '../../core/interfaces.js';
+import type { BlobStream, ByteRange } from '../../core/interfaces.js';
 
 export interface ObjectInfo {
   key: string;
@@ -27,7 +27,7 @@ export interface ObjectStore {
    */
   presignRead?(key: string, expiresInSeconds: number): Promise<string>;
   /** Streams a completed object, or an inclusive range of it. */
-  read(key: string, range?: ByteRange): Promise<Readable>;
+  read(key: string, range?: ByteRange): Promise<BlobStream>;
   stat(key: string): Promise<ObjectInfo | null>;
   /** Idempotent. */
   delete(key: string): Promise<void>;

@@ -44,7 +44,7 @@ async function getBlob({ registry, name, param, req, res }: RequestContext): Pro
   // Open the bytes before answering, so that a storage failure is still a clean error response.
   const body = await handle.read(range);
   res.writeHead(status, headers);
-  await pipeline(body, res);
+  await (body.sendTo ? body.sendTo(res) : pipeline(body, res));
 }
 
 /** `DELETE /v2/<name>/blobs/<digest>`: unlinks the blob from the repository. */
