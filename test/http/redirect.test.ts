@@ -9,8 +9,15 @@ if (ENGINE === 'pg-s3') {
   test('blob GETs redirect to a presigned URL that serves the exact bytes; HEAD does not redirect', async () => {
     const reg = await startRegistry({ args: ['--blob-redirect', '5m'] });
     try {
-      const b = blob(randomBytes(50_000));
+      // Past the inline limit: the bytes are an S3 object.
+      const b = blob(randomBytes(100_000));
       await pushBlob(reg.url, 'redirect/repo', b);
+      // A small blob lives in the database: it has no URL to send the client to.
+      const small = blob(randomBytes(2000));
+      await pushBlob(reg.url, 'redirect/repo', small);
+      const served = await fetch(`${reg.url}/v2/redirect/repo/blobs/${small.digest}`, { redirect: 'manual' });
+      assert.equal(served.status, 200);
+      assert.deepEqual(Buffer.from(await served.arrayBuffer()), small.bytes);
       const res = await fetch(`${reg.url}/v2/redirect/repo/blobs/${b.digest}`, { redirect: 'manual' });
       assert.equal(res.status, 307);
       assert.equal(res.headers.get('docker-content-digest'), b.digest);

@@ -1,0 +1,111 @@
+/**
+ * A data directory written by an earlier schema is brought up to date by `portfolio migrate`
+ * without losing anything: images pull, unfinished uploads finish, fsck passes.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, test } from 'node:test';
+import { Migrator, sql } from 'kysely';
+import { openEngine } from '../../src/cli/engine.js';
+import { parseDigest } from '../../src/core/digest.js';
+import { parseManifest } from '../../src/core/manifest.js';
+import { parseReference, parseRepositoryName } from '../../src/core/names.js';
+import { migrations } from '../../src/backends/sql/schema.js';
+import { blob, image } from '../helpers/oci.js';
+import { runCli, startRegistry } from '../helpers/registry.js';
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'portfolio-migrate-'));
+});
+after(async () => rm(dir, { recursive: true, force: true }));
+
+test('a store at schema 0003 migrates with its images, links and unfinished uploads intact', async () => {
+  const data = join(dir, 'old');
+  const big = blob(randomBytes(200_000));
+  const img = image({ layers: [blob(randomBytes(3000)), big] });
+  const pending = randomBytes(150_000);
+  const inlinePending = randomBytes(500);
+  let objectSession: string;
+  let inlineSession: string;
+
+  // Write the store as schema 0003 left it.
+  const engine = await openEngine({ dataDir: data, uploadTtlMs: 3_600_000, inlineBlobBytes: 64 * 1024, migrate: false });
+  try {
+    const migrator = new Migrator({ db: engine.database.db, provider: { getMigrations: async () => migrations('sqlite') } });
+    const { error } = await migrator.migrateTo('0003_inline_blobs');
+    assert.ifError(error);
+    const repo = engine.registry.repository(parseRepositoryName('old/app'));
+    for (const b of [img.config, ...img.layers]) {
+      const s = await repo.uploads.start();
+      await repo.uploads.complete(s.id, parseDigest(b.digest), Readable.from([b.bytes]), { length: b.size });
+    }
+    await repo.manifests.put(parseReference('v1'), img.manifest, parseManifest(img.manifest, img.mediaType));
+    const s1 = await repo.uploads.start();
+    await repo.uploads.append(s1.id, Readable.from([pending]), { start: 0, length: pending.length });
+    objectSession = s1.id;
+    const s2 = await repo.uploads.start();
+    await repo.uploads.append(s2.id, Readable.from([inlinePending]), { start: 0, length: inlinePending.length });
+    inlineSession = s2.id;
+  } finally {
+    await engine.registry.close();
+  }
+
+  const migrated = await runCli(['migrate', '--data-dir', data]);
+  assert.equal(migrated.code, 0, migrated.stderr);
+  assert.match(migrated.stdout, /applied: 0004_compact_tables/);
+
+  // The rebuilt tables, and the foreign key from a manifest's blobs to the links still holds.
+  const check = await openEngine({ dataDir: data, uploadTtlMs: 3_600_000, migrate: false });
+  try {
+    const tables = await sql<{ name: string; sql: string }>`select name, sql from sqlite_master where type = 'table'`.execute(check.database.db);
+    for (const name of ['uploads', 'repository_blobs']) {
+      assert.match(tables.rows.find((r) => r.name === name)?.sql ?? '', /without rowid/i, name);
+    }
+    const link = await check.database.db.selectFrom('manifest_blobs').select(['repository_id', 'blob_id']).executeTakeFirstOrThrow();
+    await assert.rejects(
+      check.database.db.deleteFrom('repository_blobs').where('repository_id', '=', link.repository_id).where('blob_id', '=', link.blob_id).execute(),
+      /FOREIGN KEY/,
+    );
+  } finally {
+    await check.registry.close();
+  }
+
+  const reg = await startRegistry({ dataDir: data, engineArgs: ['--data-dir', data] });
+  try {
+    const manifest = await fetch(`${reg.url}/v2/old/app/manifests/v1`, { headers: { accept: img.mediaType } });
+    assert.equal(manifest.status, 200);
+    assert.deepEqual(Buffer.from(await manifest.arrayBuffer()), img.manifest);
+    for (const b of [img.config, ...img.layers]) {
+      const res = await fetch(`${reg.url}/v2/old/app/blobs/${b.digest}`);
+      assert.equal(res.status, 200, b.digest);
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), b.bytes);
+    }
+    // Both unfinished sessions continue where they were.
+    for (const [id, first] of [
+      [objectSession, pending],
+      [inlineSession, inlinePending],
+    ] as const) {
+      const rest = randomBytes(1000);
+      const whole = blob(Buffer.concat([first, rest]));
+      const put = await fetch(`${reg.url}/v2/old/app/blobs/uploads/${id}?digest=${whole.digest}`, {
+        method: 'PUT',
+        headers: { 'content-range': `${first.length}-${first.length + rest.length - 1}`, 'content-type': 'application/octet-stream' },
+        body: rest,
+      });
+      assert.equal(put.status, 201, await put.text());
+      const res = await fetch(`${reg.url}/v2/old/app/blobs/${whole.digest}`);
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), whole.bytes);
+    }
+    // A manifest's layer still cannot be deleted from under it.
+    assert.equal((await fetch(`${reg.url}/v2/old/app/blobs/${big.digest}`, { method: 'DELETE' })).status, 409);
+  } finally {
+    await reg.stop();
+  }
+  const fsck = await runCli(['fsck', '--full', '--json', '--data-dir', data]);
+  assert.equal(fsck.code, 0, fsck.stdout + fsck.stderr);
+});
