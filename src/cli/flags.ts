@@ -39,14 +39,19 @@ export function withEngineFlags(command: Command): Command {
     );
 }
 
+/** A request's inline bytes are held in memory until it ends; past this they belong in the object store. */
+const MAX_INLINE_BLOB_BYTES = 1024 * 1024;
+
 export function engineFrom(flags: EngineFlags, migrate: boolean): EngineOptions {
+  const inlineBlobBytes = parseSize(flags.inlineBlobSize);
+  if (inlineBlobBytes > MAX_INLINE_BLOB_BYTES) throw new Error(`invalid --inline-blob-size ${flags.inlineBlobSize}: at most 1M`);
   return {
     dataDir: flags.dataDir,
     databaseUrl: flags.databaseUrl,
     storage: flags.storage,
     uploadTtlMs: parseDuration(flags.uploadTtl),
     maxBlobBytes: flags.maxBlobSize ? parseSize(flags.maxBlobSize) : undefined,
-    inlineBlobBytes: parseSize(flags.inlineBlobSize),
+    inlineBlobBytes,
     sqliteSync: flags.sqliteSynchronous === 'normal' ? 'NORMAL' : 'FULL',
     redirectMs: flags.blobRedirect ? parseDuration(flags.blobRedirect) : undefined,
     migrate,

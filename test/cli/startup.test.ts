@@ -33,6 +33,7 @@ test('a bad address, duration or size is a one-line error', async () => {
   assertOneLine(await runCli(['serve', '--addr', 'nonsense', '--data-dir', dir]), /invalid --addr/);
   assertOneLine(await runCli(['serve', '--addr', '127.0.0.1:0', '--data-dir', dir, '--upload-ttl', 'soon']), /invalid duration/);
   assertOneLine(await runCli(['serve', '--addr', '127.0.0.1:0', '--data-dir', dir, '--max-blob-size', 'big']), /invalid size/);
+  assertOneLine(await runCli(['serve', '--addr', '127.0.0.1:0', '--data-dir', dir, '--inline-blob-size', '2M']), /invalid --inline-blob-size 2M: at most 1M/);
 });
 
 test('a data directory that cannot be created is a one-line error', async () => {
