@@ -436,6 +436,17 @@ async function main(): Promise<number> {
     const portfolioDesc = values.target
       ? `already-running registry at ${values.target}`
       : `node bin/portfolio.js serve --data-dir <tmp>${engineArgs.length ? ' ' + engineArgs.join(' ') : ''}`;
+    /** Measures a started registry, then stops it and removes its data, whatever happened. */
+    const runAndDispose = async (name: string, reg: Registry, dataDir: string, w: Workload): Promise<Results> => {
+      try {
+        log(`${name} at ${reg.url}`);
+        return await runFigures(reg, s, w, groups);
+      } finally {
+        await reg.stop();
+        await rm(dataDir, { recursive: true, force: true });
+        await syncDisks();
+      }
+    };
     const measurePortfolio = async (w: Workload): Promise<void> => {
       let reg: Registry;
       if (values.target) {
@@ -445,26 +456,12 @@ async function main(): Promise<number> {
         log(`starting Portfolio: ${portfolioDesc}`);
         reg = await startPortfolio({ cli: CLI, dataDir: join(tmp, 'portfolio'), extraArgs: engineArgs, extraEnv: engineEnv });
       }
-      try {
-        log(`Portfolio at ${reg.url}`);
-        portfolioRuns.push(await runFigures(reg, s, w, groups));
-      } finally {
-        await reg.stop();
-        await rm(join(tmp, 'portfolio'), { recursive: true, force: true });
-        await syncDisks();
-      }
+      portfolioRuns.push(await runAndDispose('Portfolio', reg, join(tmp, 'portfolio'), w));
     };
     const measureDistribution = async (w: Workload): Promise<void> => {
       log(`starting distribution (${DISTRIBUTION_BIN}, filesystem storage${values['distribution-cache'] ? ', inmemory blob descriptor cache' : ''})`);
       const reg = await startDistribution(join(tmp, 'distribution'), values['distribution-cache'] ?? false);
-      try {
-        log(`distribution at ${reg.url}`);
-        distributionRuns.push(await runFigures(reg, s, w, groups));
-      } finally {
-        await reg.stop();
-        await rm(join(tmp, 'distribution'), { recursive: true, force: true });
-        await syncDisks();
-      }
+      distributionRuns.push(await runAndDispose('distribution', reg, join(tmp, 'distribution'), w));
     };
     for (let round = 1; round <= rounds; round++) {
       if (rounds > 1) log(`round ${round} of ${rounds}`);

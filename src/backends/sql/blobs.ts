@@ -5,7 +5,7 @@ import type { BlobHandle, BlobInfo, BlobStore } from '../../core/interfaces.js';
 import type { RepositoryName } from '../../core/names.js';
 import { ensureRepositoryId, findRepositoryId, type Context } from './context.js';
 import type { Executor } from './database.js';
-import { prepare } from './prepared.js';
+import { prepare, type Prepared } from './prepared.js';
 import type { Dialect } from './schema.js';
 
 /** How stale a link's touch may get before a read refreshes it; collection adds it to the grace period. */
@@ -27,9 +27,9 @@ export class SqlBlobStore implements BlobStore {
    * conditional write at most once per TOUCH_RESOLUTION_MS; if collection removed the link in
    * between, the update finds no row and the blob is reported missing.
    */
-  private async find(digest: Digest, content = false) {
+  private async find<R extends LookupRow>(query: Prepared<[string, string], R>, digest: Digest): Promise<R | null> {
     const { db, dialect } = this.ctx.database;
-    const row = await (content ? LOOKUP_WITH_CONTENT : LOOKUP).first(db, dialect, this.repository, digest);
+    const row = await query.first(db, dialect, this.repository, digest);
     if (!row) return null;
     const now = Date.now();
     if (row.touched_at < now - TOUCH_RESOLUTION_MS) {
@@ -39,15 +39,15 @@ export class SqlBlobStore implements BlobStore {
   }
 
   async stat(digest: Digest): Promise<BlobInfo | null> {
-    const row = await this.find(digest);
+    const row = await this.find(LOOKUP, digest);
     return row ? { digest, size: row.size } : null;
   }
 
   async open(digest: Digest): Promise<BlobHandle | null> {
-    const row = await this.find(digest, true);
+    const row = await this.find(LOOKUP_WITH_CONTENT, digest);
     if (!row) return null;
     const info = { digest, size: row.size };
-    const inline = (row as { content?: Buffer | null }).content ?? null;
+    const inline = row.content;
     if (inline) return { info, read: async (range) => Readable.from(range ? [inline.subarray(range.start, range.end + 1)] : [inline], { objectMode: false }) };
     const objects = this.ctx.objects;
     const handle: BlobHandle = { info, read: (range) => objects.read(row.object_key, range) };
@@ -104,6 +104,8 @@ const lookupQuery = (exec: Executor, repository: string, digest: string) =>
     .select(['b.id', 'b.digest', 'b.size', 'b.object_key', 'rb.repository_id', 'rb.touched_at'])
     .where('r.name', '=', repository)
     .where('b.digest', '=', digest);
+
+type LookupRow = { id: number; size: number; object_key: string; repository_id: number; touched_at: number };
 
 const LOOKUP = prepare((exec, _pg, repository: string, digest: string) => lookupQuery(exec, repository, digest));
 

@@ -5,7 +5,7 @@ import type { Descriptor, ParsedManifest } from '../../core/manifest.js';
 import { referenceString, type Reference, type RepositoryName } from '../../core/names.js';
 import { ensureRepositoryId, type Context } from './context.js';
 import type { Executor } from './database.js';
-import { prepare } from './prepared.js';
+import { prepare, type Prepared } from './prepared.js';
 
 export class SqlManifestStore implements ManifestStore {
   constructor(
@@ -13,19 +13,19 @@ export class SqlManifestStore implements ManifestStore {
     private readonly repository: RepositoryName,
   ) {}
 
-  private find(reference: Reference, content: boolean) {
+  /** A manifest of this repository by digest or tag, through the matching pair of queries. */
+  private find<R>(byDigest: Prepared<[string, string], R>, byTag: Prepared<[string, string], R>, reference: Reference): Promise<R | undefined> {
     const { db, dialect } = this.ctx.database;
-    const [byDigest, byTag] = content ? [GET_BY_DIGEST, GET_BY_TAG] : [HEAD_BY_DIGEST, HEAD_BY_TAG];
     return reference.kind === 'digest' ? byDigest.first(db, dialect, this.repository, reference.digest) : byTag.first(db, dialect, this.repository, reference.tag);
   }
 
   async head(reference: Reference): Promise<ManifestInfo | null> {
-    const row = await this.find(reference, false);
+    const row = await this.find(HEAD_BY_DIGEST, HEAD_BY_TAG, reference);
     return row ? { digest: row.digest as Digest, mediaType: row.media_type, size: row.size } : null;
   }
 
   async get(reference: Reference): Promise<StoredManifest | null> {
-    const row = (await this.find(reference, true)) as { digest: string; media_type: string; size: number; content: Buffer } | undefined;
+    const row = await this.find(GET_BY_DIGEST, GET_BY_TAG, reference);
     return row ? { digest: row.digest as Digest, mediaType: row.media_type, size: row.size, bytes: Buffer.from(row.content) } : null;
   }
 

@@ -172,10 +172,13 @@ export class SqlUploadStore implements UploadStore {
     if (options.start !== undefined && options.start !== row.size) {
       throw errors.rangeInvalid('chunk does not start at the upload offset', { offset: row.size, start: options.start });
     }
+    if (options.length !== undefined) this.checkSize(row.size + options.length);
+  }
+
+  /** Refuses a blob past the size limit (413). */
+  private checkSize(size: number): void {
     const { maxBlobBytes } = this.ctx.options;
-    if (maxBlobBytes !== undefined && options.length !== undefined && row.size + options.length > maxBlobBytes) {
-      throw errors.tooLarge('blob', maxBlobBytes);
-    }
+    if (maxBlobBytes !== undefined && size > maxBlobBytes) throw errors.tooLarge('blob', maxBlobBytes);
   }
 
   /**
@@ -202,16 +205,14 @@ export class SqlUploadStore implements UploadStore {
       throw errors.sizeInvalid(`chunk carried ${head.bytes} bytes, declared ${options.length}`);
     }
     const content = Buffer.concat([row.content ?? EMPTY, ...head.chunks]);
-    const { maxBlobBytes } = this.ctx.options;
-    if (maxBlobBytes !== undefined && content.length > maxBlobBytes) throw errors.tooLarge('blob', maxBlobBytes);
+    this.checkSize(content.length);
     return { ...row, size: content.length, content, expires_at: Date.now() + this.ctx.options.uploadTtlMs };
   }
 
   private async verify(row: SessionRow, digest: Digest): Promise<void> {
     const actual = await this.digestOf(row, digestAlgorithm(digest));
     if (actual !== digest) throw errors.digestInvalid('provided digest did not match uploaded content', { expected: digest, actual });
-    const { maxBlobBytes } = this.ctx.options;
-    if (maxBlobBytes !== undefined && row.size > maxBlobBytes) throw errors.tooLarge('blob', maxBlobBytes);
+    this.checkSize(row.size);
   }
 
   /**
