@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Htpasswd, parseHtpasswd } from '../../src/http/auth/htpasswd.js';
+import { Htpasswd } from '../../src/auth/htpasswd.js';
+import { parseHtpasswd } from '../../src/auth/htpasswd-file.js';
 import { hasApacheHtpasswd, htpasswdLine } from './util.js';
 
 // The password_verify() example of the PHP manual: a $2y$ hash made by another implementation.

@@ -1,7 +1,7 @@
 /** The access policy: YAML format, pattern matching, most-specific-rule-wins, groups, admins. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Policy } from '../../src/http/auth/policy.js';
+import { Policy } from '../../src/auth/policy.js';
 
 const YAML = `
 groups:
