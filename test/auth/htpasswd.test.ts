@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Htpasswd } from '../../src/auth/htpasswd.js';
 import { parseHtpasswd } from '../../src/auth/htpasswd-file.js';
+import { LoginThrottled } from '../../src/auth/errors.js';
 import { hasApacheHtpasswd, htpasswdLine } from './util.js';
 
 // The password_verify() example of the PHP manual: a $2y$ hash made by another implementation.
@@ -106,7 +107,7 @@ describe('htpasswd users', () => {
         }),
     });
     const pending = Array.from({ length: 5 }, (_, i) => users.verify('php', `guess${i}`));
-    await assert.rejects(users.verify('php', 'one too many'), (err: any) => err.status === 429 && err.code === 'TOOMANYREQUESTS' && err.headers['Retry-After'] === '1');
+    await assert.rejects(users.verify('php', 'one too many'), (err: unknown) => err instanceof LoginThrottled && err.retryAfterSeconds === 1);
     while (release.length || running) {
       await new Promise((r) => setImmediate(r));
       release.shift()?.();
