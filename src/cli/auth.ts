@@ -10,7 +10,7 @@
  * Auth is off unless one of --auth, --htpasswd, --config or --external-jwks is given.
  */
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, type JWTVerifyGetKey } from 'jose';
@@ -18,10 +18,12 @@ import { hash as bcryptHash } from '@node-rs/bcrypt';
 import type { Logger } from 'pino';
 import { AccessControl, type AuthMode } from '../http/auth/access.js';
 import type { Authorizer } from '../http/auth/authorizer.js';
-import { Htpasswd, parseHtpasswd } from '../http/auth/htpasswd.js';
 import type { LimitOptions } from '../http/auth/limits.js';
-import { Policy } from '../http/auth/policy.js';
-import { parseScopes, TokenIssuer, TokenVerifier, type ExternalIssuer } from '../http/auth/tokens.js';
+import { Htpasswd } from '../auth/htpasswd.js';
+import { updateHtpasswdFile, validUserName } from '../auth/htpasswd-file.js';
+import { LoginThrottle } from '../auth/login-throttle.js';
+import { Policy } from '../auth/policy.js';
+import { parseScopes, TokenIssuer, TokenVerifier, type ExternalIssuer } from '../auth/tokens.js';
 import { parseDuration } from './duration.js';
 
 export interface SecurityFlags {
@@ -40,6 +42,7 @@ export interface SecurityFlags {
   idleTimeout: string;
   maxConcurrentRequests?: string;
   rateLimit?: string;
+  loginFailures?: string;
   dataDir?: string;
 }
 
@@ -61,6 +64,7 @@ export function withSecurityFlags(command: Command): Command {
     .addOption(new Option('--htpasswd <file>', 'users: an htpasswd file of bcrypt entries (htpasswd -B, portfolio user add)').env('PORTFOLIO_HTPASSWD'))
     .addOption(new Option('--config <file>', 'access policy (YAML, see docs/auth.md)').env('PORTFOLIO_CONFIG'))
     .addOption(new Option('--token-ttl <duration>', 'lifetime of issued tokens (at least 60s)').env('PORTFOLIO_TOKEN_TTL').default('5m'))
+    .addOption(new Option('--login-failures <n/duration>', 'failed logins a client may make in a burst, and the time they take to come back (a user name gets three times as many)').env('PORTFOLIO_LOGIN_FAILURES').default('20/1m'))
     .addOption(new Option('--token-realm <url>', 'realm of Bearer challenges (default: <scheme>://<Host>/auth/token of the request)').env('PORTFOLIO_TOKEN_REALM'))
     .addOption(new Option('--header-timeout <duration>', 'time allowed for a request’s headers').env('PORTFOLIO_HEADER_TIMEOUT').default('30s'))
     .addOption(new Option('--idle-timeout <duration>', 'longest silence of a request body or a stalled download (0: none)').env('PORTFOLIO_IDLE_TIMEOUT').default('60s'))
@@ -94,7 +98,7 @@ export function registerAuthCommands(program: Command): void {
       const password = await readPassword();
       // htpasswd -B writes $2y$; the algorithm is the one bcrypt writes as $2b$.
       const entry = (await bcryptHash(password, cost)).replace(/^\$2b\$/, '$2y$');
-      const added = await updateHtpasswd(flags.htpasswd, name, entry);
+      const added = !(await updateHtpasswdFile(flags.htpasswd, name, entry));
       console.log(`${added ? 'added' : 'updated'} ${name} in ${flags.htpasswd}`);
     });
   user
@@ -103,7 +107,7 @@ export function registerAuthCommands(program: Command): void {
     .argument('<name>', 'user name')
     .addOption(new Option('--htpasswd <file>', 'the htpasswd file').env('PORTFOLIO_HTPASSWD').makeOptionMandatory())
     .action(async (name: string, flags: { htpasswd: string }) => {
-      if (!(await updateHtpasswd(flags.htpasswd, name, null))) throw new Error(`no user ${name} in ${flags.htpasswd}`);
+      if (!(await updateHtpasswdFile(flags.htpasswd, name, null))) throw new Error(`no user ${name} in ${flags.htpasswd}`);
       console.log(`deleted ${name} from ${flags.htpasswd}`);
     });
 
@@ -180,6 +184,7 @@ export async function serveSecurity(dataDir: string, logger: Logger, flags: Secu
   }
   const authorizer = new AccessControl({
     mode: mode as AuthMode,
+    loginThrottle: new LoginThrottle(parseLoginFailures(flags.loginFailures ?? '20/1m')),
     users,
     policy,
     issuer,
@@ -257,39 +262,13 @@ function parseRate(value: string): number {
   return Number(m[1]);
 }
 
-function validUserName(name: string): void {
-  if (!/^[^:\s]{1,255}$/.test(name)) throw new Error('a user name is 1 to 255 characters, without spaces or colons');
-}
-
-/** Adds, replaces (entry) or removes (null) `user`; returns whether the user was new / existed. */
-async function updateHtpasswd(path: string, user: string, entry: string | null): Promise<boolean> {
-  let text = '';
-  let mode = 0o600;
-  try {
-    text = await readFile(path, 'utf8');
-    mode = (await stat(path)).mode & 0o777;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || entry === null) throw err;
-  }
-  const lines = text.split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  const index = lines.findIndex((l) => l.slice(0, l.indexOf(':')) === user && l.includes(':'));
-  if (entry === null) {
-    if (index === -1) return false;
-    lines.splice(index, 1);
-  } else if (index === -1) {
-    lines.push(`${user}:${entry}`);
-  } else {
-    lines[index] = `${user}:${entry}`;
-  }
-  const out = lines.length ? `${lines.join('\n')}\n` : '';
-  if (entry !== null && !parseHtpasswd(`${user}:${entry}`).has(user)) throw new Error('internal: the new entry does not parse');
-  await mkdir(dirname(resolve(path)), { recursive: true });
-  const temp = `${path}.${process.pid}.tmp`;
-  await writeFile(temp, out, { mode });
-  await chmod(temp, mode);
-  await rename(temp, path);
-  return entry === null ? true : index === -1;
+/** `N/DURATION`: N failed logins in a burst, all back after DURATION. */
+function parseLoginFailures(value: string): { failures: number; periodMs: number } {
+  const slash = value.indexOf('/');
+  const failures = Number(value.slice(0, slash));
+  const periodMs = slash === -1 ? NaN : parseDuration(value.slice(slash + 1));
+  if (!Number.isInteger(failures) || failures < 1 || !(periodMs > 0)) throw new Error(`invalid --login-failures ${JSON.stringify(value)} (example: 20/1m)`);
+  return { failures, periodMs };
 }
 
 async function readPassword(): Promise<string> {

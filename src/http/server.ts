@@ -9,7 +9,7 @@ import { errors, RegistryError } from '../core/errors.js';
 import type { Registry } from '../core/interfaces.js';
 import { parseRepositoryName } from '../core/names.js';
 import type { HttpOptions } from './context.js';
-import { errorHeaders, type Authorizer } from './auth/authorizer.js';
+import { errorHeaders, FULL_ACCESS, type Authorizer, type Need } from './auth/authorizer.js';
 import { applyTimeouts, checkingIntervalFor, ClientLimiter, trackRequest, type LimitOptions } from './auth/limits.js';
 import { ADMIN_PREFIX, handleAdmin } from './handlers/admin.js';
 import { handleBase, handleCatalog } from './handlers/base.js';
@@ -85,13 +85,14 @@ async function dispatch(registry: Registry, options: ServerOptions, req: Incomin
   const rest = path.slice(4);
   if (rest === '_catalog') {
     if (method !== 'GET') throw errors.unsupported(`method ${method} is not allowed`);
-    const grant = await options.authorizer?.authorize(req, { kind: 'catalog' });
-    return handleCatalog(registry, res, query, grant && !grant.all ? (repository) => grant.mayPull(repository) : undefined);
+    const decision = options.authorizer ? await options.authorizer.authorize(req, { kind: 'catalog' }) : FULL_ACCESS;
+    return handleCatalog(registry, res, query, decision.catalog);
   }
-  const match = route(method, rest);
+  const match = route(method, rest, query);
   const name = parseRepositoryName(match.name);
-  const access = await options.authorizer?.authorize(req, { kind: 'repository', name, action: match.action });
-  await match.handler({ req, res, registry, options, query, name, param: match.param, access });
+  const need: Need = { kind: 'repository', name, action: match.action, ...(match.mountFrom !== undefined ? { mountFrom: match.mountFrom } : {}) };
+  const decision = options.authorizer ? await options.authorizer.authorize(req, need) : FULL_ACCESS;
+  await match.handler({ req, res, registry, options, query, name, param: match.param, mountAllowed: decision.mountAllowed });
 }
 
 /** Unread request bodies up to this size are drained after an error answer; larger ones close. */
