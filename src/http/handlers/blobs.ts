@@ -1,5 +1,5 @@
 import { pipeline } from 'node:stream/promises';
-import { isDigestLike, parseDigest, type Digest } from '../../core/digest.js';
+import { parseDigest, type Digest } from '../../core/digest.js';
 import { errors } from '../../core/errors.js';
 import type { RequestContext } from '../context.js';
 import type { MethodTable } from '../router.js';
@@ -8,10 +8,11 @@ import { sendEmpty, sendError } from '../respond.js';
 
 /**
  * The blob a lookup names: a path part that is no digest at all names no blob (404); one that
- * looks like a digest but is malformed or of an unknown algorithm is DIGEST_INVALID (400).
+ * means to be a digest (`algorithm:…`) but is malformed or of an unknown algorithm is
+ * DIGEST_INVALID (400), as for manifest references.
  */
 function blobDigest(param: string): Digest {
-  if (!isDigestLike(param)) throw errors.blobUnknown(param);
+  if (!param.includes(':')) throw errors.blobUnknown(param);
   return parseDigest(param);
 }
 
