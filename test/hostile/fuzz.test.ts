@@ -17,6 +17,11 @@ import { send } from './util.js';
 
 const RUNS = Number(process.env.PORTFOLIO_FUZZ_RUNS ?? (ENGINE === 'sqlite-fs' ? 400 : 250));
 const PARALLEL = 8;
+/** distribution-spec v1.1.1 "Error Codes", and the legacy TAG_INVALID it allows. */
+const SPEC_CODES = new Set([
+  'BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID', 'MANIFEST_UNKNOWN',
+  'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS', 'TAG_INVALID',
+]);
 
 describe('fuzzing', { timeout: 120_000 }, () => {
   let dataDir: string;
@@ -147,7 +152,13 @@ describe('fuzzing', { timeout: 120_000 }, () => {
           }),
         );
         sent += batch.length;
-        for (const r of replies) assert.ok(r.status < 500, `${r.method} ${r.target} -> ${r.status} ${r.text.slice(0, 300)}`);
+        for (const r of replies) {
+          assert.ok(r.status < 500, `${r.method} ${r.target} -> ${r.status} ${r.text.slice(0, 300)}`);
+          if (r.status >= 400 && r.text.startsWith('{')) {
+            const codes = (JSON.parse(r.text) as { errors?: { code?: string }[] }).errors?.map((e) => e.code) ?? [];
+            for (const code of codes) assert.ok(SPEC_CODES.has(code ?? ''), `${r.method} ${r.target} -> ${r.status} with code ${code}, not one of the spec's`);
+          }
+        }
         if (replies.some((r) => r.status === 0)) assert.equal((await send(registry.url, 'GET', '/v2/')).status, 200, 'the server is up after a cut connection');
       }),
       { numRuns: RUNS, endOnFailure: true },
