@@ -1,7 +1,8 @@
 /**
  * What can go wrong, in the registry's own terms. Every failure that reaches a client is a
- * RegistryError carrying one of these codes; the http layer's table (src/http/errors.ts) decides
- * the status and the distribution-spec code each one is answered with.
+ * RegistryError. A spec code is answered as raised; Portfolio's own reasons have no code in the
+ * spec, and the http layer's table (src/http/errors.ts) answers each with a status and the spec
+ * code that fits, the reason going into `detail`.
  */
 
 /** The error codes of OCI distribution-spec v1.1.1 ("Error Codes"), plus the legacy TAG_INVALID it allows. */
@@ -37,8 +38,8 @@ export const ErrorCode = {
   PAGINATION_NUMBER_INVALID: 'PAGINATION_NUMBER_INVALID',
   MANIFEST_REFERENCED: 'MANIFEST_REFERENCED',
   BLOB_REFERENCED: 'BLOB_REFERENCED',
-  /** A manifest or blob larger than the registry accepts. */
-  TOO_LARGE: 'TOO_LARGE',
+  /** A manifest or blob larger than the registry accepts: the spec's SIZE_INVALID, with 413. */
+  TOO_LARGE: 'SIZE_INVALID',
   /** A path no endpoint serves. */
   ENDPOINT_UNKNOWN: 'ENDPOINT_UNKNOWN',
   INTERNAL: 'INTERNAL_ERROR',
@@ -48,7 +49,7 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 export class RegistryError extends Error {
   /**
    * `status` is the answer for a spec code; for Portfolio's own reasons the http table decides
-   * (the factories below raise them with the same status, for readers of `status`).
+   * (the factories below raise them with that same status, for code that reads `status`).
    */
   constructor(
     readonly status: number,

@@ -22,8 +22,6 @@ const REASONS: Record<Reason, Answer> = {
   // Deletes the registry refuses, to keep every manifest complete.
   BLOB_REFERENCED: { status: 409, code: SpecCode.DENIED },
   MANIFEST_REFERENCED: { status: 409, code: SpecCode.DENIED },
-  // The spec's 413 for a manifest over the limit; blobs over --max-blob-size alike.
-  TOO_LARGE: { status: 413, code: SpecCode.SIZE_INVALID },
   // A path that is no endpoint names nothing the registry knows (UNSUPPORTED is the 405 of a method).
   ENDPOINT_UNKNOWN: { status: 404, code: SpecCode.NAME_UNKNOWN },
   // The spec's codes are all about the request; a failure of the server carries none.
