@@ -13,15 +13,12 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { freshEngine, runCli, startRegistry, ENGINE, type RunningRegistry } from '../helpers/registry.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, image, pushImage, sha256 } from '../helpers/oci.js';
+import { SPEC_ERROR_CODES } from '../http/util.js';
 import { send } from './util.js';
 
 const RUNS = Number(process.env.PORTFOLIO_FUZZ_RUNS ?? (ENGINE === 'sqlite-fs' ? 400 : 250));
 const PARALLEL = 8;
-/** distribution-spec v1.1.1 "Error Codes", and the legacy TAG_INVALID it allows. */
-const SPEC_CODES = new Set([
-  'BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID', 'MANIFEST_UNKNOWN',
-  'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS', 'TAG_INVALID',
-]);
+const SPEC_CODES = new Set(SPEC_ERROR_CODES);
 
 describe('fuzzing', { timeout: 120_000 }, () => {
   let dataDir: string;

@@ -223,3 +223,10 @@ describe('malformed path parts other than names', () => {
     }
   });
 });
+
+describe('the admin route', () => {
+  test('deleting a repository by a malformed name → 404 NAME_UNKNOWN (a lookup), as for an unknown one', async () => {
+    expectError(await rawRequest(base, 'DELETE', '/_portfolio/repositories/Bad/Name'), 404, 'NAME_UNKNOWN');
+    expectError(await rawRequest(base, 'DELETE', `/_portfolio/repositories/${repoName('names-admin-unknown')}`), 404, 'NAME_UNKNOWN');
+  });
+});
