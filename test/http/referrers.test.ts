@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { image, sha256, OCI_MANIFEST, OCI_INDEX, type Image } from '../helpers/oci.js';
-import { http, pushImageOk, putManifest, expectStatus, expectError, expectReason, header, json, nextLink, repoName, describeRes, type Res, useRegistry } from './util.js';
+import { http, pushImageOk, putManifest, expectStatus, expectError, header, json, nextLink, repoName, describeRes, type Res, useRegistry } from './util.js';
 
 let base: string;
 useRegistry({}, (url) => (base = url));

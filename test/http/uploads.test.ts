@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { blob, image, pushBlob, sha256, sha512, type Blob } from '../helpers/oci.js';
-import { http, putManifest, expectStatus, expectError, expectReason, header, location, withQuery, repoName, describeRes, OCTET, type Res, useRegistry } from './util.js';
+import { http, putManifest, expectStatus, expectError, header, location, withQuery, repoName, describeRes, OCTET, type Res, useRegistry } from './util.js';
 
 let base: string;
 useRegistry({}, (url) => (base = url));
