@@ -1,7 +1,10 @@
 /** Conformance: the API version check, unknown routes and the error envelope. */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { blob, image, pushBlob, OCI_MANIFEST } from '../helpers/oci.js';
+import { startRegistry } from '../helpers/registry.js';
+import { withStores } from '../helpers/stores.js';
 import { http, pushImageOk, expectStatus, expectError, expectEnvelope, expectReason, header, repoName, describeRes, useRegistry } from './util.js';
 
 let base: string;
@@ -72,5 +75,28 @@ describe('error envelope', () => {
   test('the envelope helper rejects a non-error body (self-check)', async () => {
     const res = await http(`${base}/v2/`);
     assert.throws(() => expectEnvelope(res, 'BLOB_UNKNOWN'));
+  });
+});
+
+describe('a failure of the server', () => {
+  test('is a plain-text 500 with no error code (the spec lists none for it)', async () => {
+    // Its own server: the shared one's log must stay free of errors.
+    const registry = await startRegistry();
+    try {
+      const b = blob(randomBytes(100 * 1024));
+      await pushBlob(registry.url, 'fail/repo', b);
+      // Remove the bytes behind the metadata's back: reading them then fails inside the server.
+      await withStores(registry.dataDir, registry.engineArgs, async (engine) => {
+        const row = await engine.database.db.selectFrom('blobs').select('object_key').where('digest', '=', b.digest).executeTakeFirstOrThrow();
+        assert.ok(row.object_key, 'a 100 KiB blob is kept in the object store');
+        await engine.objects.delete(row.object_key);
+      });
+      const res = await fetch(`${registry.url}/v2/fail/repo/blobs/${b.digest}`);
+      assert.equal(res.status, 500);
+      assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+      assert.equal(await res.text(), 'internal server error');
+    } finally {
+      await registry.stop();
+    }
   });
 });
