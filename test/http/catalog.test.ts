@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { image } from '../helpers/oci.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { basicAuth, pushImageWith, writeHtpasswd } from '../auth/util.js';
-import { http, pushImageOk, expectStatus, expectError, header, json, nextLink, byteSort, describeRes, type Res, useRegistry } from './util.js';
+import { http, pushImageOk, expectStatus, expectError, expectReason, header, json, nextLink, byteSort, describeRes, type Res, useRegistry } from './util.js';
 
 let base: string;
 useRegistry({}, (url) => (base = url));
@@ -119,8 +119,8 @@ describe('catalog', () => {
   });
 
   for (const n of ['-1', 'abc', '2.5']) {
-    test(`n=${n} → 400 PAGINATION_NUMBER_INVALID`, async () => {
-      expectError(await http(catalogUrl(`?n=${n}`)), 400, 'PAGINATION_NUMBER_INVALID');
+    test(`n=${n} → 400 UNSUPPORTED (reason PAGINATION_NUMBER_INVALID)`, async () => {
+      expectReason(await http(catalogUrl(`?n=${n}`)), 400, 'UNSUPPORTED', 'PAGINATION_NUMBER_INVALID');
     });
   }
 });
