@@ -1,7 +1,9 @@
 /**
  * The logger of `serve`: JSON lines for machines (log collectors, the test suite) and one
  * readable line per record for a person at a terminal. Text is the JSON record re-read and
- * printed as `TIME LEVEL message key=value …`, so both formats carry the same fields.
+ * printed as `TIME LEVEL message key=value …`, so both formats carry the same fields. A page of
+ * code rather than pino-pretty: no dozen extra packages, no transport worker thread, and records
+ * stay on one line (pino-pretty prints fields on lines of their own unless told otherwise).
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
 
