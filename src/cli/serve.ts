@@ -2,9 +2,12 @@
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { AccessControl } from '../http/auth/access.js';
+import type { Authorizer } from '../http/auth/authorizer.js';
 import { createRegistryServer } from '../http/server.js';
 import { serveSecurity } from './auth.js';
 import { openEngine, type EngineOptions } from './engine.js';
+import { VERSION } from './version.js';
 
 export interface ServeOptions extends EngineOptions {
   addr: string;
@@ -32,7 +35,11 @@ export async function serve(options: ServeOptions): Promise<void> {
   });
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  logger.info({ url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`, ...engine.describe }, 'listening');
+  // The one record a newcomer reads: where to push, where the data goes, who may do what.
+  logger.info(
+    { url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`, version: VERSION, ...engine.describe, auth: describeAuth(security.authorizer) },
+    'listening',
+  );
 
   const sweep = setInterval(() => {
     engine.registry
@@ -89,6 +96,12 @@ export async function serve(options: ServeOptions): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+}
+
+function describeAuth(authorizer: Authorizer | undefined): string {
+  if (!authorizer) return 'off: anyone may pull, push and delete';
+  if (authorizer instanceof AccessControl && authorizer.options.mode === 'token') return 'on: token auth, tokens from /auth/token';
+  return 'on: Basic auth';
 }
 
 export function parseAddr(addr: string): { host: string; port: number } {
