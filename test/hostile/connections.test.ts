@@ -1,7 +1,7 @@
 /**
  * Connection caps: past --max-connections in all, or --max-connections-per-client from one IP,
  * a new connection is closed at once without an answer; open connections are served as before,
- * other clients are not affected, and a closed connection frees its slot.
+ * other clients are not affected, and a closed connection frees its slot. Both are on by default.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -93,6 +93,25 @@ describe('connection cap per client', { timeout: 30_000 }, () => {
     assert.equal(other.status, 200, 'another client IP is served');
     sockets[0]!.destroy();
     await eventually('a closed connection frees its slot', async () => !(await refused(registry.url)));
+    for (const s of sockets) s.destroy();
+  });
+});
+
+describe('connection caps by default', { timeout: 30_000 }, () => {
+  let registry: RunningRegistry;
+  before(async () => {
+    registry = await startRegistry();
+  });
+  after(async () => {
+    await registry?.stop();
+  });
+
+  it('one client IP gets at most 128 connections without any flag', async () => {
+    const sockets: Socket[] = [];
+    for (let i = 0; i < 128; i++) sockets.push(await held(registry.url));
+    assert.ok(await refused(registry.url), 'the 129th connection from 127.0.0.1 is refused');
+    const other = await send(registry.url, 'GET', '/v2/', {}, undefined, new Agent({ localAddress: '127.0.0.2' } as never));
+    assert.equal(other.status, 200, 'another client IP is served');
     for (const s of sockets) s.destroy();
   });
 });
