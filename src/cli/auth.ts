@@ -2,8 +2,7 @@
  * Who may do what, from the command line:
  *
  * - `serve` flags for authentication (htpasswd, token auth, external issuers), the access policy
- *   (`--config`), and the defences against slow and greedy clients (timeouts, per-client
- *   limits). `serveSecurity()` turns them into the http layer's Authorizer and limits.
+ *   (`--config`). `serveSecurity()` turns them into the http layer's Authorizer.
  * - `portfolio user add|delete NAME`: maintain bcrypt (`$2y$`) entries of an htpasswd file.
  * - `portfolio token`: mint a token with the registry's key, or `--inspect` one.
  *
@@ -18,7 +17,6 @@ import { hash as bcryptHash } from '@node-rs/bcrypt';
 import type { Logger } from 'pino';
 import { AccessControl, type AuthMode } from '../http/auth/access.js';
 import type { Authorizer } from '../http/auth/authorizer.js';
-import type { LimitOptions } from '../http/auth/limits.js';
 import { Htpasswd } from '../auth/htpasswd.js';
 import { updateHtpasswdFile, validUserName } from '../auth/htpasswd-file.js';
 import { LoginThrottle } from '../auth/login-throttle.js';
@@ -38,10 +36,6 @@ export interface SecurityFlags {
   externalIssuer?: string;
   externalJwks?: string;
   externalAudience?: string;
-  headerTimeout: string;
-  idleTimeout: string;
-  maxConcurrentRequests?: string;
-  rateLimit?: string;
   loginFailures?: string;
   dataDir?: string;
 }
@@ -57,7 +51,7 @@ function withTokenFlags(command: Command): Command {
     .addOption(new Option('--external-audience <aud>', 'audience the external tokens must name (default: --token-service)').env('PORTFOLIO_EXTERNAL_AUDIENCE'));
 }
 
-/** Adds the auth, TLS-adjacent and limit flags to `serve`. */
+/** Adds the auth flags to `serve`. */
 export function withSecurityFlags(command: Command): Command {
   return withTokenFlags(command)
     .addOption(new Option('--auth <mode>', 'none, basic or token (default: basic with --htpasswd/--config, token with --external-jwks)').env('PORTFOLIO_AUTH').choices(['none', 'basic', 'token']))
@@ -65,11 +59,7 @@ export function withSecurityFlags(command: Command): Command {
     .addOption(new Option('--config <file>', 'access policy (YAML, see docs/auth.md)').env('PORTFOLIO_CONFIG'))
     .addOption(new Option('--token-ttl <duration>', 'lifetime of issued tokens (at least 60s)').env('PORTFOLIO_TOKEN_TTL').default('5m'))
     .addOption(new Option('--login-failures <n/duration>', 'failed logins a client may make in a burst, and the time they take to come back (a user name gets three times as many)').env('PORTFOLIO_LOGIN_FAILURES').default('20/1m'))
-    .addOption(new Option('--token-realm <url>', 'realm of Bearer challenges (default: <scheme>://<Host>/auth/token of the request)').env('PORTFOLIO_TOKEN_REALM'))
-    .addOption(new Option('--header-timeout <duration>', 'time allowed for a request’s headers').env('PORTFOLIO_HEADER_TIMEOUT').default('30s'))
-    .addOption(new Option('--idle-timeout <duration>', 'longest silence of a request body or a stalled download (0: none)').env('PORTFOLIO_IDLE_TIMEOUT').default('60s'))
-    .addOption(new Option('--max-concurrent-requests <n>', 'requests in flight per client IP (default: unlimited)').env('PORTFOLIO_MAX_CONCURRENT_REQUESTS'))
-    .addOption(new Option('--rate-limit <n/s>', 'requests per second per client IP, e.g. 50/s (default: unlimited)').env('PORTFOLIO_RATE_LIMIT'));
+    .addOption(new Option('--token-realm <url>', 'realm of Bearer challenges (default: <scheme>://<Host>/auth/token of the request)').env('PORTFOLIO_TOKEN_REALM'));
 }
 
 let serveFlags: SecurityFlags | undefined;
@@ -157,20 +147,13 @@ async function inspectToken(token: string, key: KeyObject | null, flags: Securit
   return out.valid;
 }
 
-/** The Authorizer and limits of `serve`, from the flags that registerAuthCommands added. */
-export async function serveSecurity(dataDir: string, logger: Logger, flags: SecurityFlags | undefined = serveFlags): Promise<{ authorizer?: Authorizer; limits: LimitOptions }> {
-  if (!flags) return { limits: {} };
-  const limits: LimitOptions = {
-    headerTimeoutMs: parseDuration(flags.headerTimeout),
-    idleTimeoutMs: parseDuration(flags.idleTimeout),
-    maxConcurrentPerClient: flags.maxConcurrentRequests === undefined ? undefined : positiveInt(flags.maxConcurrentRequests, '--max-concurrent-requests'),
-    ratePerSecond: flags.rateLimit === undefined ? undefined : parseRate(flags.rateLimit),
-  };
-  if (limits.headerTimeoutMs! <= 0) throw new Error('--header-timeout must be positive');
+/** The Authorizer of `serve`, from the flags that registerAuthCommands added. */
+export async function serveSecurity(dataDir: string, logger: Logger, flags: SecurityFlags | undefined = serveFlags): Promise<{ authorizer?: Authorizer }> {
+  if (!flags) return {};
   const mode = flags.auth ?? (flags.externalJwks ? 'token' : flags.htpasswd || flags.config ? 'basic' : 'none');
   if (mode === 'none') {
     if (flags.htpasswd || flags.config || flags.externalJwks) throw new Error('--auth none contradicts --htpasswd, --config and --external-jwks');
-    return { limits };
+    return {};
   }
   const users = flags.htpasswd ? await Htpasswd.open(resolve(flags.htpasswd), { warn: (m) => logger.warn({ htpasswd: flags.htpasswd }, m) }) : null;
   const policy = flags.config ? Policy.fromYaml(await readFile(flags.config, 'utf8'), flags.config) : Policy.authenticatedFullAccess();
@@ -202,7 +185,7 @@ export async function serveSecurity(dataDir: string, logger: Logger, flags: Secu
     },
     'access control',
   );
-  return { authorizer, limits };
+  return { authorizer };
 }
 
 async function externalIssuer(flags: SecurityFlags): Promise<ExternalIssuer | null> {
@@ -249,17 +232,6 @@ function ttlSeconds(value: string, flag: string): number {
   const seconds = Math.floor(parseDuration(value) / 1000);
   if (seconds < 60) throw new Error(`${flag} must be at least 60s (token.md: clients expect at least 60 s)`);
   return seconds;
-}
-
-function positiveInt(value: string, flag: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new Error(`${flag} must be a positive integer`);
-  return Number(value);
-}
-
-function parseRate(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)(?:\/s)?$/.exec(value.trim());
-  if (!m || Number(m[1]) <= 0) throw new Error(`invalid --rate-limit ${JSON.stringify(value)} (example: 50/s)`);
-  return Number(m[1]);
 }
 
 /** `N/DURATION`: N failed logins in a burst, all back after DURATION. */

@@ -5,11 +5,12 @@ import { openEngine } from './engine.js';
 import { engineFrom, withEngineFlags, type EngineFlags } from './flags.js';
 import { registerAuthCommands } from './auth.js';
 import { createLogger, defaultLogFormat, LOG_FORMATS, type LogFormat } from './log.js';
+import { limitsFrom, withLimitFlags, type LimitFlags } from './limits.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { serve } from './serve.js';
 import { VERSION } from './version.js';
 
-interface ServeFlags extends EngineFlags {
+interface ServeFlags extends EngineFlags, LimitFlags {
   addr: string;
   logLevel: string;
   logFormat?: LogFormat;
@@ -26,7 +27,7 @@ const program = new Command('portfolio')
   .version(VERSION, '-V, --version', 'print the version')
   .showHelpAfterError();
 
-withEngineFlags(program.command('serve').description('run the registry'))
+withLimitFlags(withEngineFlags(program.command('serve').description('run the registry')))
   .addOption(new Option('--addr <host:port>', 'address to listen on').env('PORTFOLIO_ADDR').default('0.0.0.0:5000'))
   .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug').env('PORTFOLIO_LOG_LEVEL').default('info'))
   .addOption(
@@ -53,6 +54,7 @@ withEngineFlags(program.command('serve').description('run the registry'))
       },
       tlsCert: flags.tlsCert,
       tlsKey: flags.tlsKey,
+      limits: limitsFrom(flags),
       logger,
     });
   });

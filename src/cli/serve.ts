@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AccessControl } from '../http/auth/access.js';
 import type { Authorizer } from '../http/auth/authorizer.js';
+import type { LimitOptions } from '../http/limits.js';
 import { createRegistryServer } from '../http/server.js';
 import { serveSecurity } from './auth.js';
 import { openEngine, type EngineOptions } from './engine.js';
@@ -15,6 +16,8 @@ export interface ServeOptions extends EngineOptions {
   gc: { intervalMs: number; graceMs: number; deleteUntaggedAfterMs?: number };
   tlsCert?: string;
   tlsKey?: string;
+  /** Connection caps, timeouts and per-client limits. */
+  limits: LimitOptions;
   logger: Logger;
 }
 
@@ -28,7 +31,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   const security = await serveSecurity(options.dataDir, options.logger);
   const engine = await openEngine(options);
   const logger = options.logger;
-  const server = createRegistryServer(engine.registry, { logger, tls, maintenance: engine.registry, chunkMinLength: engine.objects.minChunkBytes, ...security });
+  const server = createRegistryServer(engine.registry, { logger, tls, maintenance: engine.registry, chunkMinLength: engine.objects.minChunkBytes, limits: options.limits, ...security });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
