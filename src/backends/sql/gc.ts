@@ -95,26 +95,35 @@ class Collector {
     if (done % 1000 === 0) this.options.onProgress?.({ phase, done });
   }
 
-  /** Manifests nothing needs; repeated because deleting an index can free its children. */
+  /**
+   * Manifests nothing needs; repeated because deleting an index can free its children. Each
+   * step reads one page of the table by key and evaluates the conditions on that page only, so
+   * no statement scans more than a page however sparse the candidates are.
+   */
   async manifests(): Promise<void> {
     const db = this.ctx.database.db;
-    const seen = new Set<number>();
     for (let round = 0; round < 16; round++) {
-      const candidates = await db.selectFrom('manifests as m').select(['m.id']).where(this.collectable()).limit(BATCH).execute();
-      const fresh = candidates.filter((c) => !seen.has(c.id));
-      if (fresh.length === 0) return;
-      for (const c of fresh) {
-        seen.add(c.id);
-        await this.check();
-        if (this.options.dryRun) {
-          this.report.manifestsDeleted++;
-          continue;
+      let deleted = 0;
+      for (let after = -1; ; ) {
+        const page = await db.selectFrom('manifests').select('id').where('id', '>', after).orderBy('id').limit(BATCH).execute();
+        const last = page[page.length - 1]?.id;
+        if (last === undefined) break;
+        const candidates = await db.selectFrom('manifests as m').select('m.id').where('m.id', '>', after).where('m.id', '<=', last).where(this.collectable()).execute();
+        for (const c of candidates) {
+          await this.check();
+          if (this.options.dryRun) {
+            this.report.manifestsDeleted++;
+            continue;
+          }
+          if (await this.ctx.database.tx((trx) => this.deleteManifest(trx, c.id)).catch(() => false)) {
+            deleted++;
+            this.progress('manifests', ++this.report.manifestsDeleted);
+          }
         }
-        const deleted = await this.ctx.database.tx((trx) => this.deleteManifest(trx, c.id)).catch(() => false);
-        if (deleted) this.progress('manifests', ++this.report.manifestsDeleted);
+        after = last;
+        await yieldToEventLoop();
       }
-      if (this.options.dryRun) return;
-      await yieldToEventLoop();
+      if (this.options.dryRun || deleted === 0) return;
     }
   }
 
@@ -164,17 +173,26 @@ class Collector {
     const db = this.ctx.database.db;
     let after = { repository_id: -1, blob_id: -1 };
     for (;;) {
-      const rows = await db
+      // One page of links by key, then the unused ones within it (see manifests()).
+      const page = await db
         .selectFrom('repository_blobs as rb')
         .select(['rb.repository_id', 'rb.blob_id'])
-        .where('rb.touched_at', '<', this.cutoff)
-        .where(({ eb, or, and }) =>
-          or([eb('rb.repository_id', '>', after.repository_id), and([eb('rb.repository_id', '=', after.repository_id), eb('rb.blob_id', '>', after.blob_id)])]),
-        )
-        .where(linkUnused)
+        .where(keyAfter(after))
         .orderBy('rb.repository_id')
         .orderBy('rb.blob_id')
         .limit(BATCH)
+        .execute();
+      const last = page[page.length - 1];
+      if (!last) return;
+      const rows = await db
+        .selectFrom('repository_blobs as rb')
+        .select(['rb.repository_id', 'rb.blob_id'])
+        .where(keyAfter(after))
+        .where(({ eb, or, and }) =>
+          or([eb('rb.repository_id', '<', last.repository_id), and([eb('rb.repository_id', '=', last.repository_id), eb('rb.blob_id', '<=', last.blob_id)])]),
+        )
+        .where('rb.touched_at', '<', this.cutoff)
+        .where(linkUnused)
         .execute();
       for (const row of rows) {
         await this.check();
@@ -195,9 +213,8 @@ class Collector {
           .catch(() => ({ numDeletedRows: 0n }));
         if (r.numDeletedRows > 0n) this.progress('links', ++this.report.linksDeleted);
       }
-      const last = rows[rows.length - 1];
-      if (!last || rows.length < BATCH) return;
       after = last;
+      await yieldToEventLoop();
     }
   }
 
@@ -206,10 +223,15 @@ class Collector {
     const db = this.ctx.database.db;
     let afterId = -1;
     for (;;) {
+      // One page of blobs by key, then the unlinked ones within it (see manifests()).
+      const page = await db.selectFrom('blobs').select('id').where('id', '>', afterId).orderBy('id').limit(BATCH).execute();
+      const lastId = page[page.length - 1]?.id;
+      if (lastId === undefined) return;
       const rows = await db
         .selectFrom('blobs as b')
         .select((eb) => ['b.id', 'b.size', 'b.object_key', eb('b.content', 'is', null).as('stored')])
         .where('b.id', '>', afterId)
+        .where('b.id', '<=', lastId)
         .where('b.created_at', '<', this.cutoff)
         .where(({ not, exists, selectFrom }) => {
           const links = selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.blob_id', '=', 'b.id');
@@ -228,8 +250,6 @@ class Collector {
             ),
           );
         })
-        .orderBy('b.id')
-        .limit(BATCH)
         .execute();
       for (const row of rows) {
         await this.check();
@@ -253,9 +273,8 @@ class Collector {
         this.report.bytesFreed += row.size;
         this.progress('blobs', this.report.blobsDeleted);
       }
-      const last = rows[rows.length - 1];
-      if (!last || rows.length < BATCH) return;
-      afterId = last.id;
+      afterId = lastId;
+      await yieldToEventLoop();
     }
   }
 
@@ -310,6 +329,12 @@ export async function deadStagedUploads(ctx: Context, olderThan: number): Promis
     dead.push(...keys.filter((k) => !liveKeys.has(k)));
   }
   return dead;
+}
+
+/** Links after `after` in key order. */
+function keyAfter(after: { repository_id: number; blob_id: number }) {
+  return ({ eb, or, and }: ExpressionBuilder<Schema & { rb: RepositoryBlobsTable }, 'rb'>) =>
+    or([eb('rb.repository_id', '>', after.repository_id), and([eb('rb.repository_id', '=', after.repository_id), eb('rb.blob_id', '>', after.blob_id)])]);
 }
 
 /** No manifest in the link's repository references the link's blob. */

@@ -5,7 +5,8 @@
  * that are durably where `content` says (inline chunk rows, or the object store).
  *
  *   inline ──append──▶ inline            (chunk row + size, no lease: the chunk is in memory)
- *   inline ──spill───▶ stored            (under a lease, after the store holds every byte)
+ *   inline ──spill───▶ stored            (under a lease, after the store holds every byte;
+ *                                          the chunk rows are left to the session's end)
  *   stored ──append──▶ stored            (under a lease, after the store holds the chunk)
  *   any    ──end─────▶ gone              (with the blob row, in one transaction)
  */
@@ -77,14 +78,12 @@ export class Sessions {
     await RELEASE.execute(this.db, this.dialect, id, token);
   }
 
-  /** inline → stored: the store holds all `size` bytes; the chunk rows go in the same transaction. */
+  /**
+   * inline → stored: the store holds all `size` bytes. The chunk rows are no longer read and go
+   * with the session (foreign-key cascade), so the move is this one statement.
+   */
   async spilled(id: string, token: string, size: number, state: string, expires: number): Promise<boolean> {
-    return this.ctx.database.tx(async (trx) => {
-      const moved = await SPILLED.affected(trx, this.dialect, size, state, expires, id, token);
-      if (moved === 0n) return false;
-      await DROP_CHUNKS.execute(trx, this.dialect, id);
-      return true;
-    });
+    return (await SPILLED.affected(this.db, this.dialect, size, state, expires, id, token)) > 0n;
   }
 
   /** stored → stored: the store holds `size` bytes. */
@@ -142,8 +141,6 @@ const APPEND_INLINE = prepare((exec, _pg, size: number, expires: number, id: str
 );
 
 const INSERT_CHUNK = prepare((exec, _pg, id: string, start: number, content: Buffer) => exec.insertInto('upload_chunks').values({ upload_id: id, start, content }));
-
-const DROP_CHUNKS = prepare((exec, _pg, id: string) => exec.deleteFrom('upload_chunks').where('upload_id', '=', id));
 
 const ACQUIRE = prepare((exec, _pg, token: string, leaseExpires: number, id: string, offset: number, now: number) =>
   exec.updateTable('uploads').set({ lease_token: token, lease_expires: leaseExpires }).where('id', '=', id).where('size', '=', offset).where(leaseFree(now)),
