@@ -82,14 +82,12 @@ class Collector {
 
   /**
    * Called before every deletion: stops collection once its lease may have passed to another
-   * collector (each deletion also re-checks the lease in its own statement or transaction),
-   * and lets requests waiting on the event loop run between deletions.
+   * collector (each deletion also re-checks the lease in its own statement or transaction).
+   * Requests waiting on the event loop run between pages (at most BATCH deletions).
    */
   private async check(): Promise<void> {
     if (!this.lease.valid()) throw new Error('garbage collection lease lost');
-    if (++this.steps % 16 === 0) await yieldToEventLoop();
   }
-  private steps = 0;
 
   private progress(phase: string, done: number): void {
     if (done % 1000 === 0) this.options.onProgress?.({ phase, done });

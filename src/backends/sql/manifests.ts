@@ -48,7 +48,8 @@ export class SqlManifestStore implements ManifestStore {
           .select(['id', 'digest'])
           .where('repository_id', '=', repositoryId)
           .where('digest', 'in', slice)
-          .$if(pg, (q) => q.forShare())
+          // Blocks only collection and deletes (FOR UPDATE), not a concurrent re-push of a child.
+          .$if(pg, (q) => q.forKeyShare())
           .execute(),
       );
       requireAll(manifest.children, children);
