@@ -213,7 +213,8 @@ export class SqlUploadStore implements UploadStore {
     } catch (err) {
       source.resume();
       // The row still says inline: bytes at its key would be an object no row accounts for.
-      if (spilling) await this.ctx.objects.abortUpload(row.object_key, row.store_state).catch(() => {});
+      // Only while the claim holds: after losing it, the key may be another writer's.
+      if (spilling && lease.valid()) await this.ctx.objects.abortUpload(row.object_key, row.store_state).catch(() => {});
       throw toClientError(err);
     } finally {
       lease.stopRenewing();
