@@ -13,7 +13,7 @@ import { Migrator, sql } from 'kysely';
 import { openEngine } from '../../src/cli/engine.js';
 import { parseDigest } from '../../src/core/digest.js';
 import { parseManifest } from '../../src/core/manifest.js';
-import { parseReference, parseRepositoryName } from '../../src/core/names.js';
+import { parseRepositoryName } from '../../src/core/names.js';
 import { migrations } from '../../src/backends/sql/schema.js';
 import { blob, image } from '../helpers/oci.js';
 import { runCli, startRegistry } from '../helpers/registry.js';
@@ -44,12 +44,23 @@ test('a store at schema 0003 migrates with its images, links and unfinished uplo
       const s = await repo.uploads.start();
       await repo.uploads.complete(s.id, parseDigest(b.digest), Readable.from([b.bytes]), { length: b.size });
     }
-    await repo.manifests.put(parseReference('v1'), img.manifest, parseManifest(img.manifest, img.mediaType));
+    // The manifest as 0003's code wrote it (today's code writes columns 0003 did not have).
+    const db = engine.database.db;
+    const repository = await db.selectFrom('repositories').select('id').where('name', '=', 'old/app').executeTakeFirstOrThrow();
+    const parsed = parseManifest(img.manifest, img.mediaType);
+    const now = Date.now();
+    const row = await sql<{ id: number }>`insert into manifests (repository_id, digest, media_type, size, content, created_at)
+      values (${repository.id}, ${img.digest}, ${img.mediaType}, ${img.manifest.length}, ${img.manifest}, ${now}) returning id`.execute(db);
+    const manifestId = row.rows[0]!.id;
+    const blobs = await db.selectFrom('blobs').select('id').where('digest', 'in', parsed.blobs).execute();
+    await db.insertInto('manifest_blobs').values(blobs.map((b) => ({ manifest_id: manifestId, repository_id: repository.id, blob_id: b.id }))).execute();
+    await db.insertInto('tags').values({ repository_id: repository.id, name: 'v1', manifest_id: manifestId, updated_at: now }).execute();
     const s1 = await repo.uploads.start();
     await repo.uploads.append(s1.id, Readable.from([pending]), { start: 0, length: pending.length });
     objectSession = s1.id;
+    // An inline session as 0003 kept it: its bytes in the session row.
     const s2 = await repo.uploads.start();
-    await repo.uploads.append(s2.id, Readable.from([inlinePending]), { start: 0, length: inlinePending.length });
+    await engine.database.db.updateTable('uploads').set({ content: inlinePending, size: inlinePending.length }).where('id', '=', s2.id).execute();
     inlineSession = s2.id;
   } finally {
     await engine.registry.close();

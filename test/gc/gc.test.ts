@@ -195,3 +195,24 @@ test('staged chunks of a session that died without an abort are found by fsck an
   const after = await fsck('--grace', '0');
   assert.ok(!staged(after.report.problems), JSON.stringify(after.report.problems));
 });
+
+test('re-pushing a manifest restarts its untagged age', async () => {
+  const child = image();
+  await pushImage(reg.url, 'gc/repush', child);
+  const other = image();
+  await pushImage(reg.url, 'gc/repush', other);
+  // Both were pushed an hour ago.
+  await withObjects(async ({ database }) => {
+    const hourAgo = Date.now() - 3_600_000;
+    await database.db.updateTable('manifests').set({ created_at: hourAgo, pushed_at: hourAgo }).where('digest', 'in', [child.digest, other.digest]).execute();
+  });
+  // Re-pushed just before its index would be: it is young again.
+  const again = await fetch(`${reg.url}/v2/gc/repush/manifests/${child.digest}`, { method: 'PUT', headers: { 'content-type': child.mediaType }, body: child.manifest });
+  assert.equal(again.status, 201);
+  await gc('--grace', '0', '--delete-untagged', '30m');
+  assert.equal(await status(`/v2/gc/repush/manifests/${child.digest}`), 200, 'a manifest re-pushed just now stays');
+  assert.equal(await status(`/v2/gc/repush/manifests/${other.digest}`), 404, 'an untagged manifest past the age goes');
+  const idx = index([{ digest: child.digest, size: child.manifest.length, mediaType: child.mediaType }]);
+  const put = await fetch(`${reg.url}/v2/gc/repush/manifests/multi`, { method: 'PUT', headers: { 'content-type': idx.mediaType }, body: idx.manifest });
+  assert.equal(put.status, 201, 'the index finds its child');
+});

@@ -1,8 +1,8 @@
 /** What the SQL stores share: the database, the object store, settings and the repository lookups. */
-import type { Hash } from 'node:crypto';
 import type { RepositoryName } from '../../core/names.js';
 import type { ObjectStore } from '../objects/object-store.js';
 import type { Database, Executor } from './database.js';
+import type { HashCache } from './hash-cache.js';
 import { prepare } from './prepared.js';
 import type { Dialect } from './schema.js';
 
@@ -26,8 +26,8 @@ export interface Context {
   database: Database;
   objects: ObjectStore;
   options: SqlRegistryOptions;
-  /** Running digests of uploads this process is writing, by session id (see uploads.ts). */
-  hashers: Map<string, { size: number; hash: Hash }>;
+  /** Running digests of uploads this process is writing (see hash-cache.ts). */
+  hashes: HashCache;
 }
 
 export async function findRepositoryId(exec: Executor, dialect: Dialect, name: RepositoryName): Promise<number | null> {

@@ -8,6 +8,7 @@ import { createHasher, digestAlgorithm, digestOf, finishDigest, parseDigest, typ
 import { RegistryError } from '../../core/errors.js';
 import type { FsckOptions, FsckProblem, FsckReport } from '../../core/maintenance.js';
 import { parseManifest } from '../../core/manifest.js';
+import { inSlices } from './batches.js';
 import type { Context } from './context.js';
 import { deadStagedUploads, knownKeys } from './gc.js';
 
@@ -97,18 +98,22 @@ export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckRepo
         continue;
       }
       if (parsed.blobs.length) {
-        const present = await db
-          .selectFrom('repository_blobs as rb')
-          .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
-          .select('b.digest')
-          .where('rb.repository_id', '=', row.repository_id)
-          .where('b.digest', 'in', parsed.blobs)
-          .execute();
+        const present = await inSlices(parsed.blobs, (slice) =>
+          db
+            .selectFrom('repository_blobs as rb')
+            .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
+            .select('b.digest')
+            .where('rb.repository_id', '=', row.repository_id)
+            .where('b.digest', 'in', slice)
+            .execute(),
+        );
         const have = new Set(present.map((p) => p.digest));
         for (const d of parsed.blobs) if (!have.has(d)) problem({ kind: 'manifest-reference', subject, detail: `blob ${d} is not in the repository` });
       }
       if (parsed.children.length) {
-        const present = await db.selectFrom('manifests').select('digest').where('repository_id', '=', row.repository_id).where('digest', 'in', parsed.children).execute();
+        const present = await inSlices(parsed.children, (slice) =>
+          db.selectFrom('manifests').select('digest').where('repository_id', '=', row.repository_id).where('digest', 'in', slice).execute(),
+        );
         const have = new Set(present.map((p) => p.digest));
         for (const d of parsed.children) if (!have.has(d)) problem({ kind: 'manifest-reference', subject, detail: `child manifest ${d} is not in the repository` });
       }

@@ -19,14 +19,16 @@
  * PUT or mount has made wrong; such a deletion is skipped. One collector runs at a time (a
  * lease in the database), so replicas may all schedule collection.
  */
-import type { ExpressionBuilder } from 'kysely';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { sql, type ExpressionBuilder } from 'kysely';
 import type { GcOptions, GcReport } from '../../core/maintenance.js';
+import { BATCH_SIZE as BATCH, inSlices } from './batches.js';
 import { TOUCH_RESOLUTION_MS } from './blobs.js';
 import type { Context } from './context.js';
-import type { RepositoryBlobsTable, Schema } from './schema.js';
-import { tryAcquireLease } from './leases.js';
+import type { Executor } from './database.js';
+import type { ManifestsTable, RepositoryBlobsTable, Schema } from './schema.js';
+import { leaseCondition, tryAcquireLease, type Lease } from './leases.js';
 
-const BATCH = 500;
 const LEASE_MS = 120_000;
 /** An object this young may belong to an upload whose row is being written right now. */
 const ORPHAN_MIN_AGE_MS = 60_000;
@@ -47,15 +49,9 @@ export async function collectGarbage(ctx: Context, options: GcOptions, expireUpl
   const lease = await tryAcquireLease(ctx.database, 'gc', LEASE_MS);
   if (!lease) return report;
   report.ran = true;
-  let lost = false;
-  const renewal = setInterval(() => {
-    lease.renew().then((ok) => (lost ||= !ok), () => {});
-  }, LEASE_MS / 4);
-  const check = () => {
-    if (lost) throw new Error('garbage collection lease lost');
-  };
+  const renewal = setInterval(() => void lease.renew(), LEASE_MS / 4);
   try {
-    const gc = new Collector(ctx, options, report, check);
+    const gc = new Collector(ctx, options, report, lease);
     if (!options.dryRun) report.uploadsExpired = await expireUploads();
     await gc.manifests();
     await gc.links();
@@ -78,87 +74,96 @@ class Collector {
     private readonly ctx: Context,
     private readonly options: GcOptions,
     private readonly report: GcReport,
-    private readonly check: () => void,
+    private readonly lease: Lease,
   ) {
     const margin = Math.min(TOUCH_RESOLUTION_MS, options.graceMs);
     this.cutoff = this.now - options.graceMs - margin;
+  }
+
+  /**
+   * Called before every deletion: stops collection once its lease may have passed to another
+   * collector (each deletion also re-checks the lease in its own statement or transaction).
+   * Requests waiting on the event loop run between pages (at most BATCH deletions).
+   */
+  private async check(): Promise<void> {
+    if (!this.lease.valid()) throw new Error('garbage collection lease lost');
   }
 
   private progress(phase: string, done: number): void {
     if (done % 1000 === 0) this.options.onProgress?.({ phase, done });
   }
 
-  /** Manifests nothing needs; repeated because deleting an index can free its children. */
+  /**
+   * Manifests nothing needs; repeated because deleting an index can free its children. Each
+   * step reads one page of the table by key and evaluates the conditions on that page only, so
+   * no statement scans more than a page however sparse the candidates are.
+   */
   async manifests(): Promise<void> {
     const db = this.ctx.database.db;
-    const untaggedCutoff = this.options.deleteUntaggedAfterMs === undefined ? null : this.now - this.options.deleteUntaggedAfterMs;
-    const seen = new Set<number>();
     for (let round = 0; round < 16; round++) {
-      const candidates = await db
-        .selectFrom('manifests as m')
-        .select(['m.id', 'm.size'])
-        .where(({ eb, not, exists, selectFrom, or, and }) =>
-          and([
-            not(exists(selectFrom('tags as t').select('t.manifest_id').whereRef('t.manifest_id', '=', 'm.id'))),
-            not(exists(selectFrom('manifest_children as c').select('c.child_id').whereRef('c.child_id', '=', 'm.id'))),
-            or([
-              // A referrer whose subject is gone from the repository.
-              and([
-                eb('m.subject_digest', 'is not', null),
-                eb('m.created_at', '<', this.cutoff),
-                not(
-                  exists(
-                    selectFrom('manifests as s').select('s.id').whereRef('s.repository_id', '=', 'm.repository_id').whereRef('s.digest', '=', 'm.subject_digest'),
-                  ),
-                ),
-              ]),
-              // An untagged manifest past the configured age that is not a referrer of a live subject.
-              ...(untaggedCutoff === null
-                ? []
-                : [
-                    and([
-                      eb('m.created_at', '<', untaggedCutoff),
-                      or([
-                        eb('m.subject_digest', 'is', null),
-                        not(
-                          exists(
-                            selectFrom('manifests as s')
-                              .select('s.id')
-                              .whereRef('s.repository_id', '=', 'm.repository_id')
-                              .whereRef('s.digest', '=', 'm.subject_digest'),
-                          ),
-                        ),
-                      ]),
-                    ]),
-                  ]),
-            ]),
-          ]),
-        )
-        .limit(BATCH)
-        .execute();
-      const fresh = candidates.filter((c) => !seen.has(c.id));
-      if (fresh.length === 0) return;
-      for (const c of fresh) {
-        seen.add(c.id);
-        this.check();
-        if (this.options.dryRun) {
-          this.report.manifestsDeleted++;
-          continue;
+      let deleted = 0;
+      for (let after = -1; ; ) {
+        const page = await db.selectFrom('manifests').select('id').where('id', '>', after).orderBy('id').limit(BATCH).execute();
+        const last = page[page.length - 1]?.id;
+        if (last === undefined) break;
+        const candidates = await db.selectFrom('manifests as m').select('m.id').where('m.id', '>', after).where('m.id', '<=', last).where(this.collectable()).execute();
+        for (const c of candidates) {
+          await this.check();
+          if (this.options.dryRun) {
+            this.report.manifestsDeleted++;
+            continue;
+          }
+          if (await this.ctx.database.tx((trx) => this.deleteManifest(trx, c.id)).catch(() => false)) {
+            deleted++;
+            this.progress('manifests', ++this.report.manifestsDeleted);
+          }
         }
-        const deleted = await this.ctx.database
-          .tx(async (trx) => {
-            // Re-check inside the transaction: a tag or an index may have arrived since.
-            const tagged = await trx.selectFrom('tags').select('manifest_id').where('manifest_id', '=', c.id).executeTakeFirst();
-            const parent = await trx.selectFrom('manifest_children').select('child_id').where('child_id', '=', c.id).executeTakeFirst();
-            if (tagged || parent) return false;
-            const r = await trx.deleteFrom('manifests').where('id', '=', c.id).executeTakeFirst();
-            return r.numDeletedRows > 0n;
-          })
-          .catch(() => false);
-        if (deleted) this.progress('manifests', ++this.report.manifestsDeleted);
+        after = last;
+        await yieldToEventLoop();
       }
-      if (this.options.dryRun) return;
+      if (this.options.dryRun || deleted === 0) return;
     }
+  }
+
+  /**
+   * Deletes one candidate if it is still collectable. The row is locked first (PostgreSQL; on
+   * SQLite the transaction holds the write lock), so a concurrent PUT that tags or re-pushes it
+   * either committed before (and the re-check sees its tag or fresh push time) or waits and then
+   * inserts the manifest anew. Every condition is re-checked after the lock, in a new statement
+   * (READ COMMITTED: it sees everything committed before the lock was granted).
+   */
+  private async deleteManifest(trx: Executor, id: number): Promise<boolean> {
+    const locked = await trx
+      .selectFrom('manifests')
+      .select('id')
+      .where('id', '=', id)
+      .$if(this.ctx.database.postgres, (q) => q.forUpdate())
+      .executeTakeFirst();
+    if (!locked) return false;
+    const still = await trx.selectFrom('manifests as m').select('m.id').where('m.id', '=', id).where(this.collectable()).executeTakeFirst();
+    if (!still || !(await this.lease.confirm(trx))) return false;
+    const r = await trx.deleteFrom('manifests').where('id', '=', id).executeTakeFirst();
+    return r.numDeletedRows > 0n;
+  }
+
+  /** What makes a manifest collectable: untagged, in no index, and either an orphaned referrer or (when configured) old enough. */
+  private collectable() {
+    const untaggedCutoff = this.options.deleteUntaggedAfterMs === undefined ? null : this.now - this.options.deleteUntaggedAfterMs;
+    return ({ eb, not, exists, selectFrom, or, and }: ExpressionBuilder<Schema & { m: ManifestsTable }, 'm'>) => {
+      const subjectGone = not(
+        exists(selectFrom('manifests as s').select('s.id').whereRef('s.repository_id', '=', 'm.repository_id').whereRef('s.digest', '=', 'm.subject_digest')),
+      );
+      return and([
+        not(exists(selectFrom('tags as t').select('t.manifest_id').whereRef('t.manifest_id', '=', 'm.id'))),
+        not(exists(selectFrom('manifest_children as c').select('c.child_id').whereRef('c.child_id', '=', 'm.id'))),
+        or([
+          // A referrer whose subject is gone from the repository.
+          and([eb('m.subject_digest', 'is not', null), eb('m.pushed_at', '<', this.cutoff), subjectGone]),
+          // An untagged manifest past the configured age that is not a referrer of a live subject.
+          ...(untaggedCutoff === null ? [] : [and([eb('m.pushed_at', '<', untaggedCutoff), or([eb('m.subject_digest', 'is', null), subjectGone])])]),
+        ]),
+      ]);
+    };
   }
 
   /** Repository links that no manifest there references, past the grace period. */
@@ -166,20 +171,29 @@ class Collector {
     const db = this.ctx.database.db;
     let after = { repository_id: -1, blob_id: -1 };
     for (;;) {
-      const rows = await db
+      // One page of links by key, then the unused ones within it (see manifests()).
+      const page = await db
         .selectFrom('repository_blobs as rb')
         .select(['rb.repository_id', 'rb.blob_id'])
-        .where('rb.touched_at', '<', this.cutoff)
-        .where(({ eb, or, and }) =>
-          or([eb('rb.repository_id', '>', after.repository_id), and([eb('rb.repository_id', '=', after.repository_id), eb('rb.blob_id', '>', after.blob_id)])]),
-        )
-        .where(linkUnused)
+        .where(keyAfter(after))
         .orderBy('rb.repository_id')
         .orderBy('rb.blob_id')
         .limit(BATCH)
         .execute();
+      const last = page[page.length - 1];
+      if (!last) return;
+      const rows = await db
+        .selectFrom('repository_blobs as rb')
+        .select(['rb.repository_id', 'rb.blob_id'])
+        .where(keyAfter(after))
+        .where(({ eb, or, and }) =>
+          or([eb('rb.repository_id', '<', last.repository_id), and([eb('rb.repository_id', '=', last.repository_id), eb('rb.blob_id', '<=', last.blob_id)])]),
+        )
+        .where('rb.touched_at', '<', this.cutoff)
+        .where(linkUnused)
+        .execute();
       for (const row of rows) {
-        this.check();
+        await this.check();
         if (this.options.dryRun) {
           this.report.linksDeleted++;
           continue;
@@ -192,13 +206,13 @@ class Collector {
           .where('rb.blob_id', '=', row.blob_id)
           .where('rb.touched_at', '<', this.cutoff)
           .where(linkUnused)
+          .where(leaseCondition(this.lease))
           .executeTakeFirst()
           .catch(() => ({ numDeletedRows: 0n }));
         if (r.numDeletedRows > 0n) this.progress('links', ++this.report.linksDeleted);
       }
-      const last = rows[rows.length - 1];
-      if (!last || rows.length < BATCH) return;
       after = last;
+      await yieldToEventLoop();
     }
   }
 
@@ -207,10 +221,15 @@ class Collector {
     const db = this.ctx.database.db;
     let afterId = -1;
     for (;;) {
+      // One page of blobs by key, then the unlinked ones within it (see manifests()).
+      const page = await db.selectFrom('blobs').select('id').where('id', '>', afterId).orderBy('id').limit(BATCH).execute();
+      const lastId = page[page.length - 1]?.id;
+      if (lastId === undefined) return;
       const rows = await db
         .selectFrom('blobs as b')
         .select((eb) => ['b.id', 'b.size', 'b.object_key', eb('b.content', 'is', null).as('stored')])
         .where('b.id', '>', afterId)
+        .where('b.id', '<=', lastId)
         .where('b.created_at', '<', this.cutoff)
         .where(({ not, exists, selectFrom }) => {
           const links = selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.blob_id', '=', 'b.id');
@@ -229,11 +248,9 @@ class Collector {
             ),
           );
         })
-        .orderBy('b.id')
-        .limit(BATCH)
         .execute();
       for (const row of rows) {
-        this.check();
+        await this.check();
         if (this.options.dryRun) {
           this.report.blobsDeleted++;
           this.report.bytesFreed += row.size;
@@ -243,6 +260,7 @@ class Collector {
           .deleteFrom('blobs as b')
           .where('b.id', '=', row.id)
           .where(({ not, exists, selectFrom }) => not(exists(selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.blob_id', '=', 'b.id'))))
+          .where(leaseCondition(this.lease))
           .executeTakeFirst()
           .catch(() => ({ numDeletedRows: 0n }));
         if (r.numDeletedRows === 0n) continue;
@@ -253,9 +271,8 @@ class Collector {
         this.report.bytesFreed += row.size;
         this.progress('blobs', this.report.blobsDeleted);
       }
-      const last = rows[rows.length - 1];
-      if (!last || rows.length < BATCH) return;
-      afterId = last.id;
+      afterId = lastId;
+      await yieldToEventLoop();
     }
   }
 
@@ -267,9 +284,10 @@ class Collector {
     const flush = async () => {
       const keys = batch.map((o) => o.key);
       const known = await knownKeys(this.ctx, keys);
+      if (!this.options.dryRun && !(await this.lease.confirm(this.ctx.database.db))) throw new Error('garbage collection lease lost');
       for (const o of batch) {
         if (known.has(o.key)) continue;
-        this.check();
+        await this.check();
         if (!this.options.dryRun) await this.ctx.objects.delete(o.key);
         this.report.orphanObjectsDeleted++;
         this.report.orphanBytesFreed += o.size;
@@ -284,7 +302,7 @@ class Collector {
     if (batch.length) await flush();
     // Staging never precedes its session row, so the grace period alone protects it.
     for (const key of await deadStagedUploads(this.ctx, this.now - this.options.graceMs)) {
-      this.check();
+      await this.check();
       if (!this.options.dryRun) await this.ctx.objects.discardStaged?.(key);
       this.report.orphanObjectsDeleted++;
     }
@@ -311,6 +329,12 @@ export async function deadStagedUploads(ctx: Context, olderThan: number): Promis
   return dead;
 }
 
+/** Links after `after` in key order. */
+function keyAfter(after: { repository_id: number; blob_id: number }) {
+  return ({ eb, or, and }: ExpressionBuilder<Schema & { rb: RepositoryBlobsTable }, 'rb'>) =>
+    or([eb('rb.repository_id', '>', after.repository_id), and([eb('rb.repository_id', '=', after.repository_id), eb('rb.blob_id', '>', after.blob_id)])]);
+}
+
 /** No manifest in the link's repository references the link's blob. */
 function linkUnused({ not, exists, selectFrom }: ExpressionBuilder<Schema & { rb: RepositoryBlobsTable }, 'rb'>) {
   return not(
@@ -318,11 +342,16 @@ function linkUnused({ not, exists, selectFrom }: ExpressionBuilder<Schema & { rb
   );
 }
 
-/** The keys among `keys` that a blob or upload row points to. */
+/**
+ * The keys among `keys` that a blob or upload row points to, read in ONE statement (one
+ * snapshot): an upload completing meanwhile moves its key from the uploads table to the blobs
+ * table in one transaction, which two separate reads could both miss.
+ */
 export async function knownKeys(ctx: Context, keys: string[]): Promise<Set<string>> {
-  if (keys.length === 0) return new Set();
-  const db = ctx.database.db;
-  const blobs = await db.selectFrom('blobs').select('object_key').where('object_key', 'in', keys).execute();
-  const uploads = await db.selectFrom('uploads').select('object_key').where('object_key', 'in', keys).execute();
-  return new Set([...blobs, ...uploads].map((r) => r.object_key));
+  const rows = await inSlices(keys, async (slice) => {
+    const r = await sql<{ object_key: string }>`select object_key from blobs where object_key in (${sql.join(slice)})
+      union all select object_key from uploads where object_key in (${sql.join(slice)})`.execute(ctx.database.db);
+    return r.rows;
+  });
+  return new Set(rows.map((r) => r.object_key));
 }

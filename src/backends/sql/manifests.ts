@@ -5,6 +5,7 @@ import type { Descriptor, ParsedManifest } from '../../core/manifest.js';
 import { referenceString, type Reference, type RepositoryName } from '../../core/names.js';
 import { ensureRepositoryId, type Context } from './context.js';
 import type { Executor } from './database.js';
+import { inSlices, slices } from './batches.js';
 import { prepare, type Prepared } from './prepared.js';
 
 export class SqlManifestStore implements ManifestStore {
@@ -34,69 +35,79 @@ export class SqlManifestStore implements ManifestStore {
     const { dialect, postgres: pg } = this.ctx.database;
     await this.ctx.database.tx(async (trx) => {
       const repositoryId = await ensureRepositoryId(trx, dialect, this.repository);
-      let manifestId = (await MANIFEST_ID.first(trx, dialect, repositoryId, digest))?.id;
-      // Lock the links this manifest needs, so no delete or collection can remove them before
-      // commit. FOR UPDATE in blob order (not FOR SHARE): the links' grace period is refreshed
-      // below, and two share-lockers upgrading to write would deadlock.
-      const blobs = manifest.blobs.length
-        ? await trx
-            .selectFrom('repository_blobs as rb')
-            .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
-            .select(['b.id', 'b.digest'])
-            .where('rb.repository_id', '=', repositoryId)
-            .where('b.digest', 'in', manifest.blobs)
-            .orderBy('b.id')
-            .$if(pg, (q) => q.forUpdate('rb'))
-            .execute()
-        : [];
-      requireAll(manifest.blobs, blobs);
-      const children = manifest.children.length
-        ? await trx
-            .selectFrom('manifests')
-            .select(['id', 'digest'])
-            .where('repository_id', '=', repositoryId)
-            .where('digest', 'in', manifest.children)
-            .$if(pg, (q) => q.forShare())
-            .execute()
-        : [];
-      requireAll(manifest.children, children);
       const now = Date.now();
+      // An existing manifest is refreshed (its untagged age restarts) and, on PostgreSQL,
+      // row-locked by the same statement: collection locks the row before it re-checks and
+      // deletes, so it either waits for this tag to commit and then sees it, or deletes first
+      // and this finds no row and inserts the manifest anew.
+      let manifestId = (await REFRESH_MANIFEST.first(trx, dialect, now, repositoryId, digest))?.id;
+      const blobs = await this.lockLinks(trx, repositoryId, manifest.blobs);
+      const children = await inSlices(manifest.children, (slice) =>
+        trx
+          .selectFrom('manifests')
+          .select(['id', 'digest'])
+          .where('repository_id', '=', repositoryId)
+          .where('digest', 'in', slice)
+          // Blocks only collection and deletes (FOR UPDATE), not a concurrent re-push of a child.
+          .$if(pg, (q) => q.forKeyShare())
+          .execute(),
+      );
+      requireAll(manifest.children, children);
       if (manifestId === undefined) {
         const annotations = manifest.annotations ? JSON.stringify(manifest.annotations) : null;
         const inserted = await INSERT_MANIFEST.first(trx, dialect, repositoryId, digest, manifest.mediaType, manifest.artifactType, manifest.subject, annotations, bytes.length, bytes, now);
         manifestId = inserted!.id;
         const id = manifestId;
-        if (blobs.length) {
+        for (const slice of slices(blobs)) {
           await trx
             .insertInto('manifest_blobs')
-            .values(blobs.map((b) => ({ manifest_id: id, repository_id: repositoryId, blob_id: b.id })))
+            .values(slice.map((blobId) => ({ manifest_id: id, repository_id: repositoryId, blob_id: blobId })))
             .execute();
         }
-        if (children.length) {
+        for (const slice of slices(children)) {
           await trx
             .insertInto('manifest_children')
-            .values(children.map((c) => ({ parent_id: id, child_id: c.id })))
+            .values(slice.map((c) => ({ parent_id: id, child_id: c.id })))
             .execute();
         }
       }
-      if (blobs.length) {
-        // A reference restarts the garbage-collection grace period of the links it uses.
-        await trx
-          .updateTable('repository_blobs')
-          .set({ touched_at: now })
-          .where('repository_id', '=', repositoryId)
-          .where(
-            'blob_id',
-            'in',
-            blobs.map((b) => b.id),
-          )
-          .execute();
+      // A reference restarts the garbage-collection grace period of the links it uses.
+      for (const slice of slices(blobs)) {
+        await trx.updateTable('repository_blobs').set({ touched_at: now }).where('repository_id', '=', repositoryId).where('blob_id', 'in', slice).execute();
       }
       if (reference.kind === 'tag') {
         await SET_TAG.execute(trx, dialect, repositoryId, reference.tag, manifestId, now);
       }
     });
     return { digest, subject: manifest.subject };
+  }
+
+  /**
+   * Finds the repository's links to `digests` and, on PostgreSQL, locks them so no delete or
+   * collection can remove them before commit: FOR UPDATE (their grace period is refreshed
+   * later; two share-lockers upgrading would deadlock), in blob-id order across all slices, so
+   * two pushes sharing layers lock them in the same order. Returns the blob ids.
+   */
+  private async lockLinks(trx: Executor, repositoryId: number, digests: Digest[]): Promise<number[]> {
+    if (digests.length === 0) return [];
+    const found = await inSlices(digests, (slice) => trx.selectFrom('blobs').select(['id', 'digest']).where('digest', 'in', slice).execute());
+    requireAll(digests, found);
+    const ids = found.map((b) => b.id).sort((a, b) => a - b);
+    const linked = await inSlices(ids, (slice) =>
+      trx
+        .selectFrom('repository_blobs')
+        .select('blob_id')
+        .where('repository_id', '=', repositoryId)
+        .where('blob_id', 'in', slice)
+        .orderBy('blob_id')
+        .$if(this.ctx.database.postgres, (q) => q.forUpdate())
+        .execute(),
+    );
+    if (linked.length !== ids.length) {
+      const present = new Set(linked.map((l) => l.blob_id));
+      requireAll(digests, found.filter((b) => present.has(b.id)));
+    }
+    return ids;
   }
 
   async delete(reference: Reference): Promise<void> {
@@ -175,8 +186,9 @@ const GET_BY_TAG = prepare((exec, _pg, repository: string, tag: string) =>
   manifestByTag(exec, repository, tag).select(['m.digest', 'm.media_type', 'm.size', 'm.content']),
 );
 
-const MANIFEST_ID = prepare((exec, _pg, repositoryId: number, digest: string) =>
-  exec.selectFrom('manifests').select('id').where('repository_id', '=', repositoryId).where('digest', '=', digest),
+/** Marks an existing manifest as pushed now, locking its row (see put). */
+const REFRESH_MANIFEST = prepare((exec, _pg, now: number, repositoryId: number, digest: string) =>
+  exec.updateTable('manifests').set({ pushed_at: now }).where('repository_id', '=', repositoryId).where('digest', '=', digest).returning('id'),
 );
 
 const INSERT_MANIFEST = prepare(
@@ -205,6 +217,7 @@ const INSERT_MANIFEST = prepare(
         size,
         content,
         created_at: now,
+        pushed_at: now,
       })
       .returning('id'),
 );

@@ -15,11 +15,14 @@ export class Meter extends Transform {
     private readonly remaining: number,
     private readonly maxBlobBytes: number | undefined,
     private readonly declaredLength: number | undefined,
+    /** Asked before each piece is passed on: false stops the stream (the writer lost its claim). */
+    private readonly mayWrite: () => boolean = () => true,
   ) {
     super({ highWaterMark: 1024 * 1024 });
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    if (!this.mayWrite()) return done(errors.rangeInvalid('another request took over this upload'));
     this.bytes += chunk.length;
     if (this.bytes > this.remaining) return done(errors.tooLarge('blob', this.maxBlobBytes ?? this.remaining));
     if (this.declaredLength !== undefined && this.bytes > this.declaredLength) {

@@ -7,6 +7,7 @@ import { SqlBlobStore } from './blobs.js';
 import { findRepositoryId, pageLimit, pageOf, type Context, type SqlRegistryOptions } from './context.js';
 import type { Database } from './database.js';
 import { fsck } from './fsck.js';
+import { HashCache } from './hash-cache.js';
 import { collectGarbage } from './gc.js';
 import { SqlManifestStore } from './manifests.js';
 import { usage } from './usage.js';
@@ -18,7 +19,7 @@ export class SqlRegistry implements Registry, Maintenance {
   private readonly ctx: Context;
 
   constructor(database: Database, objects: ObjectStore, options: SqlRegistryOptions) {
-    this.ctx = { database, objects, options, hashers: new Map() };
+    this.ctx = { database, objects, options, hashes: new HashCache(options.uploadTtlMs) };
   }
 
   repository(name: RepositoryName): Repository {
@@ -89,7 +90,7 @@ export class SqlRegistry implements Registry, Maintenance {
         if (deleted.numDeletedRows === 0n) continue;
         progressed = true;
         expired++;
-        this.ctx.hashers.delete(row.id);
+        this.ctx.hashes.forget(row.id);
         await this.ctx.objects.abortUpload(row.object_key, row.store_state).catch(() => {});
       }
       if (rows.length < 100 || !progressed) return expired;
@@ -128,7 +129,7 @@ export class SqlRegistry implements Registry, Maintenance {
     });
     if (!sessions) return false;
     for (const u of sessions) {
-      this.ctx.hashers.delete(u.id);
+      this.ctx.hashes.forget(u.id);
       await this.ctx.objects.abortUpload(u.object_key, u.store_state).catch(() => {});
     }
     return true;

@@ -39,6 +39,8 @@ export interface ManifestsTable {
   size: number;
   content: Buffer;
   created_at: number;
+  /** Last push of these bytes or tagging: the untagged age that collection counts from. */
+  pushed_at: number;
 }
 export interface ManifestBlobsTable {
   manifest_id: number;
@@ -68,10 +70,18 @@ export interface UploadsTable {
   lease_token: string | null;
   lease_expires: number | null;
   /**
-   * The bytes so far while the session is small enough to commit inline; null once they (or
-   * an attempt at them) went to the object store at `object_key`.
+   * Where the bytes are: non-null (empty) while the session is inline, its bytes being its
+   * `upload_chunks` rows; null once they are in the object store at `object_key`.
+   * (Before migration 0005 the inline bytes themselves were kept here.)
    */
   content: Buffer | null;
+}
+/** One inline chunk of an upload session: appends insert a row instead of rewriting the session. */
+export interface UploadChunksTable {
+  upload_id: string;
+  /** Offset of the chunk's first byte in the upload. */
+  start: number;
+  content: Buffer;
 }
 
 export interface LeasesTable {
@@ -89,6 +99,7 @@ export interface Schema {
   manifest_children: ManifestChildrenTable;
   tags: TagsTable;
   uploads: UploadsTable;
+  upload_chunks: UploadChunksTable;
   leases: LeasesTable;
 }
 
@@ -223,7 +234,72 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         if (dialect === 'sqlite') await withoutRowids(db);
       },
     },
+    '0005_tag_safety_and_upload_chunks': {
+      async up(db: Kysely<unknown>) {
+        // A tag goes only where it is deleted on purpose, never as a side effect of deleting
+        // its manifest: collection racing a tag PUT must fail, not silently drop the tag.
+        if (dialect === 'sqlite') await rebuildTagsWithoutCascade(db);
+        else await pgTagsWithoutCascade(db);
+        // Untagged age counts from the last push or tagging, not from the first insert.
+        await db.schema.alterTable('manifests').addColumn('pushed_at', t.int, (c) => c.notNull().defaultTo(0)).execute();
+        await sql`update manifests set pushed_at = created_at`.execute(db);
+        // Inline upload bytes as one row per chunk: an append writes what it adds.
+        await db.schema
+          .createTable('upload_chunks')
+          .addColumn('upload_id', t.text, (c) => c.notNull().references('uploads.id').onDelete('cascade'))
+          .addColumn('start', t.int, (c) => c.notNull())
+          .addColumn('content', t.bytes, (c) => c.notNull())
+          .addPrimaryKeyConstraint('upload_chunks_pk', ['upload_id', 'start'])
+          .execute();
+        const length = dialect === 'sqlite' ? sql`length(content)` : sql`octet_length(content)`;
+        await sql`insert into upload_chunks (upload_id, start, content) select id, 0, content from uploads where content is not null and ${length} > 0`.execute(db);
+        await sql`update uploads set content = ${Buffer.alloc(0)} where content is not null`.execute(db);
+        // The expiry sweep and the orphan scan look sessions up by these.
+        await db.schema.createIndex('uploads_expiry').on('uploads').column('expires_at').execute();
+        await db.schema.createIndex('uploads_object_key').on('uploads').column('object_key').execute();
+      },
+    },
   };
+}
+
+/** PostgreSQL: replace the cascading foreign key of tags.manifest_id by a plain one. */
+async function pgTagsWithoutCascade(db: Kysely<unknown>): Promise<void> {
+  const found = await sql<{ conname: string }>`
+    select conname from pg_constraint
+    where conrelid = 'tags'::regclass and confrelid = 'manifests'::regclass and contype = 'f'`.execute(db);
+  for (const { conname } of found.rows) await sql`alter table tags drop constraint ${sql.id(conname)}`.execute(db);
+  await sql`alter table tags add constraint tags_manifest_fk foreign key (manifest_id) references manifests (id)`.execute(db);
+}
+
+/** SQLite cannot alter a foreign key: rebuild the tags table (as withoutRowids below does). */
+async function rebuildTagsWithoutCascade(db: Kysely<unknown>): Promise<void> {
+  const t = types('sqlite');
+  await sql`pragma foreign_keys = off`.execute(db);
+  try {
+    await sql`begin immediate`.execute(db);
+    try {
+      await db.schema
+        .createTable('tags_new')
+        .addColumn('repository_id', t.ref, (c) => c.notNull().references('repositories.id').onDelete('cascade'))
+        .addColumn('name', t.text, (c) => c.notNull())
+        .addColumn('manifest_id', t.ref, (c) => c.notNull().references('manifests.id'))
+        .addColumn('updated_at', t.int, (c) => c.notNull())
+        .addPrimaryKeyConstraint('tags_pk', ['repository_id', 'name'])
+        .execute();
+      await sql`insert into tags_new (repository_id, name, manifest_id, updated_at) select repository_id, name, manifest_id, updated_at from tags`.execute(db);
+      await db.schema.dropTable('tags').execute();
+      await db.schema.alterTable('tags_new').renameTo('tags').execute();
+      await db.schema.createIndex('tags_manifest').on('tags').column('manifest_id').execute();
+      const broken = await sql`pragma foreign_key_check`.execute(db);
+      if (broken.rows.length > 0) throw new Error(`rebuilding tags broke ${broken.rows.length} foreign keys`);
+      await sql`commit`.execute(db);
+    } catch (err) {
+      await sql`rollback`.execute(db).catch(() => {});
+      throw err;
+    }
+  } finally {
+    await sql`pragma foreign_keys = on`.execute(db);
+  }
 }
 
 /**

@@ -1,25 +1,14 @@
 /**
- * Upload sessions. The session row is the truth (offset, object-store state, expiry), so any
- * process can continue any upload. A writer first takes a lease on the row (a conditional
- * UPDATE), streams the chunk, then moves the offset; two requests can never write the same
- * session at once, in one process or across replicas.
- *
- * Digests: node's SHA-256 is ~9x faster than any hasher whose state can be saved, so the
- * running hash lives in this process's memory, keyed by session and offset. When another
- * process wrote the last chunk (or this one restarted), the hash is rebuilt by re-reading the
- * bytes already stored — a cost paid only on a cross-process resume, and measured by the bench.
- *
- * Small blobs never reach the object store: while a session holds no more than
- * `inlineBlobBytes`, its bytes live in the session row and the blob row takes them over at
- * completion, so a config or a small layer costs one commit instead of an object write and its
- * sync. The first chunk that outgrows the limit moves the bytes to the object store.
+ * Upload sessions: the store the http layer drives. The session row is the truth (offset,
+ * object-store state, expiry), so any process can continue any upload; its transitions are in
+ * upload-sessions.ts, the writer's claim in upload-lease.ts, the inline policy in
+ * upload-inline.ts and the running digests in hash-cache.ts. This module sequences them.
  */
 import { randomUUID, type Hash } from 'node:crypto';
-import type { ExpressionBuilder } from 'kysely';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { createHasher, digestAlgorithm, finishDigest, type Digest, type DigestAlgorithm } from '../../core/digest.js';
-import { errors, RegistryError } from '../../core/errors.js';
+import { errors } from '../../core/errors.js';
 import type { AppendOptions, BlobInfo, UploadState, UploadStore } from '../../core/interfaces.js';
 import type { RepositoryName } from '../../core/names.js';
 import { linkBlob } from './blobs.js';
@@ -27,30 +16,25 @@ import { ensureRepositoryId, type Context } from './context.js';
 import { isForeignKeyViolation, isUniqueViolation } from './database.js';
 import { Meter } from './meter.js';
 import { prepare } from './prepared.js';
-import type { Schema } from './schema.js';
+import { readUpTo, spill, toClientError, type Head } from './upload-inline.js';
+import { UploadLease } from './upload-lease.js';
+import { Sessions, type SessionRow } from './upload-sessions.js';
 
-const LEASE_MS = 60_000;
 /** The algorithm hashed while streaming; others are computed at completion. */
 const STREAM_ALGORITHM: DigestAlgorithm = 'sha256';
 
-interface SessionRow {
-  id: string;
-  repository_id: number;
-  object_key: string;
-  store_state: string;
-  size: number;
-  expires_at: number;
-  /** Inline bytes (see above); null once the session uses the object store. */
-  content: Buffer | null;
-}
-
-const EMPTY = Buffer.alloc(0);
+/** A session about to be committed: inline ones carry all their bytes. */
+type Finished = SessionRow & { content: Buffer | null };
 
 export class SqlUploadStore implements UploadStore {
+  private readonly sessions: Sessions;
+
   constructor(
     private readonly ctx: Context,
     private readonly repository: RepositoryName,
-  ) {}
+  ) {
+    this.sessions = new Sessions(ctx);
+  }
 
   async start(): Promise<UploadState> {
     const id = randomUUID();
@@ -64,19 +48,18 @@ export class SqlUploadStore implements UploadStore {
     for (let attempt = 1; ; attempt++) {
       const repositoryId = await ensureRepositoryId(this.ctx.database.db, this.ctx.database.dialect, this.repository);
       try {
-        await INSERT_SESSION.execute(this.ctx.database.db, this.ctx.database.dialect, id, repositoryId, key, state, now, expires, inline ? EMPTY : null);
+        await this.sessions.create(id, repositoryId, key, state, now, expires, inline);
         break;
       } catch (err) {
         if (attempt >= 3 || !isForeignKeyViolation(err)) throw err;
       }
     }
-    if (!inline) this.ctx.hashers.set(id, { size: 0, hash: createHasher(STREAM_ALGORITHM) });
+    if (!inline) this.ctx.hashes.put(id, 0, createHasher(STREAM_ALGORITHM));
     return { id, repository: this.repository, offset: 0, expiresAt: new Date(expires) };
   }
 
   async get(id: string): Promise<UploadState> {
-    const row = await this.row(id);
-    return this.state(row);
+    return this.state(await this.row(id));
   }
 
   async append(id: string, body: Readable, options: AppendOptions): Promise<UploadState> {
@@ -84,19 +67,20 @@ export class SqlUploadStore implements UploadStore {
     this.checkChunk(row, options);
     const head = await this.readInline(row, body, options);
     if (head && head.rest === null) {
-      const next = this.withChunk(row, head, options);
       // A chunk held in memory needs no lease: one conditional write applies it only if no
       // other request moved or holds the session meanwhile.
-      const moved = await APPEND_INLINE.affected(this.ctx.database.db, this.ctx.database.dialect, next.size, next.content, next.expires_at, id, row.size, Date.now());
-      if (moved === 0n) throw errors.rangeInvalid('another request is writing this upload', { offset: row.size });
-      return this.state(next);
+      const chunk = this.chunkOf(row, head, options);
+      const expires = Date.now() + this.ctx.options.uploadTtlMs;
+      if (!(await this.sessions.appendInline(id, row.size, chunk, expires))) {
+        throw errors.rangeInvalid('another request is writing this upload', { offset: row.size });
+      }
+      return this.state({ ...row, size: row.size + chunk.length, expires_at: expires });
     }
-    const lease = await this.acquire(row);
+    const lease = await UploadLease.acquire(this.sessions, id, row.size);
     try {
-      const updated = await this.write(row, body, head, options, lease);
-      return this.state(updated);
+      return this.state(await this.write(row, body, head, options, lease, true));
     } finally {
-      await this.release(id, lease);
+      await lease.release();
     }
   }
 
@@ -104,67 +88,51 @@ export class SqlUploadStore implements UploadStore {
     let row = await this.row(id);
     this.checkChunk(row, options);
     const head = body ? await this.readInline(row, body, options) : null;
-    if (row.content !== null && (!body || head?.rest === null)) {
+    if (row.inline && (!body || head?.rest === null)) {
       // Inline from start to end: verified in memory, committed in one transaction, no lease.
       const offset = row.size;
-      if (head) row = this.withChunk(row, head, options);
-      await this.verify(row, digest);
-      await this.commitBlob(row, digest, { offset });
-      this.ctx.hashers.delete(id);
-      return { digest, size: row.size };
+      const last = head ? this.chunkOf(row, head, options) : Buffer.alloc(0);
+      const content = Buffer.concat([await this.sessions.inlineBytes(row), last]);
+      const finished = { ...row, size: content.length, content };
+      await this.verify(finished, digest);
+      await this.commitBlob(finished, digest, { offset });
+      return { digest, size: finished.size };
     }
-    const lease = await this.acquire(row);
-    let released = false;
+    const lease = await UploadLease.acquire(this.sessions, id, row.size);
+    let ended = false;
     try {
       // The last chunk's offset is not recorded: the commit below ends the session anyway, and
       // if it fails the next append truncates back to the recorded offset.
       if (body) row = await this.write(row, body, head, options, lease, false);
-      await this.verify(row, digest);
-      if (row.content === null) await this.ctx.objects.completeUpload(row.object_key, row.store_state, row.size);
-      const { duplicate } = await this.commitBlob(row, digest, { lease });
-      released = true;
-      this.ctx.hashers.delete(id);
+      const finished = { ...row, content: null };
+      await this.verify(finished, digest);
+      await this.ctx.objects.completeUpload(row.object_key, row.store_state, row.size);
+      const { duplicate } = await this.commitBlob(finished, digest, { lease: lease.token });
+      ended = true;
       // The blob already existed: this upload's copy is garbage.
-      if (duplicate && row.content === null) await this.ctx.objects.delete(row.object_key).catch(() => {});
+      if (duplicate) await this.ctx.objects.delete(row.object_key).catch(() => {});
       return { digest, size: row.size };
     } finally {
-      if (!released) await this.release(id, lease);
+      if (ended) lease.stopRenewing();
+      else await lease.release();
     }
   }
 
   async cancel(id: string): Promise<void> {
     const row = await this.row(id);
-    const deleted = await this.ctx.database.db
-      .deleteFrom('uploads')
-      .where('id', '=', id)
-      .where(leaseFree(Date.now()))
-      .executeTakeFirst();
-    if (deleted.numDeletedRows === 0n) throw errors.rangeInvalid('upload is busy');
-    this.ctx.hashers.delete(id);
-    if (row.content === null) await this.ctx.objects.abortUpload(row.object_key, row.store_state).catch(() => {});
+    if (!(await this.sessions.cancel(id))) throw errors.rangeInvalid('upload is busy');
+    this.ctx.hashes.forget(id);
+    await this.ctx.objects.abortUpload(row.object_key, row.store_state).catch(() => {});
   }
 
   private async row(id: string): Promise<SessionRow> {
-    const row = await SESSION.first(this.ctx.database.db, this.ctx.database.dialect, id, this.repository);
+    const row = await this.sessions.find(id, this.repository);
     if (!row || row.expires_at <= Date.now()) throw errors.uploadUnknown(id);
     return row;
   }
 
   private state(row: SessionRow): UploadState {
     return { id: row.id, repository: this.repository, offset: row.size, expiresAt: new Date(row.expires_at) };
-  }
-
-  /** Claims the session at its current offset; fails if another request holds it or moved it. */
-  private async acquire(row: SessionRow): Promise<string> {
-    const token = randomUUID();
-    const now = Date.now();
-    const claimed = await ACQUIRE.affected(this.ctx.database.db, this.ctx.database.dialect, token, now + LEASE_MS, row.id, row.size, now);
-    if (claimed === 0n) throw errors.rangeInvalid('another request is writing this upload', { offset: row.size });
-    return token;
-  }
-
-  private async release(id: string, token: string): Promise<void> {
-    await RELEASE.execute(this.ctx.database.db, this.ctx.database.dialect, id, token).catch(() => {});
   }
 
   /** Refuses a chunk that does not start at the offset, or that declares more than the size limit allows. */
@@ -186,12 +154,10 @@ export class SqlUploadStore implements UploadStore {
    * limit; `rest` is set when it did not. Null when the chunk goes straight to the object store.
    */
   private async readInline(row: SessionRow, body: Readable, options: AppendOptions): Promise<Head | null> {
-    if (row.content === null) return null;
+    if (!row.inline) return null;
     const room = Math.max((this.ctx.options.inlineBlobBytes ?? 0) - row.size, 0);
     if (options.length !== undefined && options.length > room) return null;
-    const head = await readUpTo(body, room).catch((err: unknown) => {
-      throw toClientError(err);
-    });
+    const head = await readUpTo(body, room);
     if (head.rest !== null && options.length !== undefined) {
       body.resume();
       throw errors.rangeInvalid('chunk is longer than declared');
@@ -199,89 +165,76 @@ export class SqlUploadStore implements UploadStore {
     return head;
   }
 
-  /** The session after an inline chunk. */
-  private withChunk(row: SessionRow, head: Head, options: AppendOptions): SessionRow {
+  /** An inline chunk read whole, checked against its declared length and the size limit. */
+  private chunkOf(row: SessionRow, head: Head, options: AppendOptions): Buffer {
     if (options.length !== undefined && head.bytes !== options.length) {
       throw errors.sizeInvalid(`chunk carried ${head.bytes} bytes, declared ${options.length}`);
     }
-    const content = Buffer.concat([row.content ?? EMPTY, ...head.chunks]);
-    this.checkSize(content.length);
-    return { ...row, size: content.length, content, expires_at: Date.now() + this.ctx.options.uploadTtlMs };
+    this.checkSize(row.size + head.bytes);
+    return Buffer.concat(head.chunks, head.bytes);
   }
 
-  private async verify(row: SessionRow, digest: Digest): Promise<void> {
+  private async verify(row: Finished, digest: Digest): Promise<void> {
     const actual = await this.digestOf(row, digestAlgorithm(digest));
     if (actual !== digest) throw errors.digestInvalid('provided digest did not match uploaded content', { expected: digest, actual });
     this.checkSize(row.size);
   }
 
   /**
-   * Streams one chunk into the object store under a held lease and moves the offset. A session
-   * still inline moves there first: its bytes, the part of the chunk already read (`head`),
-   * then the rest, as one append from offset 0.
+   * Streams one chunk into the object store under a held lease, then moves the session in one
+   * conditional write. A session still inline spills: its bytes and the whole chunk are written
+   * from offset 0, and only once the store holds them all does the row give up its inline bytes
+   * (the spill transition is always recorded, so the row never names bytes the store lacks). If
+   * the chunk fails, the row is still inline and whole; the partial object is discarded.
    */
-  private async write(row: SessionRow, body: Readable, head: Head | null, options: AppendOptions, lease: string, persist = true): Promise<SessionRow> {
+  private async write(row: SessionRow, body: Readable, head: Head | null, options: AppendOptions, lease: UploadLease, persist: boolean): Promise<SessionRow> {
     const { maxBlobBytes } = this.ctx.options;
     const source = body;
-    if (row.content !== null) {
-      // The row gives up its inline bytes before any byte reaches the store, so an inline
-      // blob never has an object behind it.
-      const moved = await this.ctx.database.db
-        .updateTable('uploads')
-        .set({ content: null })
-        .where('id', '=', row.id)
-        .where('lease_token', '=', lease)
-        .executeTakeFirst();
-      if (moved.numUpdatedRows === 0n) throw errors.uploadUnknown(row.id);
-      const prefix = row.content;
+    const spilling = row.inline;
+    let from = row.size;
+    let hash: Hash | null;
+    if (spilling) {
+      const prefix = await this.sessions.inlineBytes(row);
       body = spill(prefix, head, body);
       options = { length: options.length === undefined ? undefined : prefix.length + options.length };
-      row = { ...row, size: 0, content: null };
-      this.ctx.hashers.set(row.id, { size: 0, hash: createHasher(STREAM_ALGORITHM) });
+      from = 0;
+      hash = createHasher(STREAM_ALGORITHM);
+    } else {
+      // Taken out: any failure below leaves the running hash behind the stored bytes.
+      hash = this.ctx.hashes.take(row.id, row.size);
     }
-    const hasher = this.ctx.hashers.get(row.id);
-    const hash = hasher && hasher.size === row.size ? hasher.hash : null;
-    // Any failure below leaves the in-memory hash behind the stored bytes: forget it.
-    this.ctx.hashers.delete(row.id);
-    const meter = new Meter(hash, maxBlobBytes === undefined ? Infinity : maxBlobBytes - row.size, maxBlobBytes, options.length);
-    const renew = setInterval(() => void this.renew(row.id, lease), LEASE_MS / 3);
+    const meter = new Meter(hash, maxBlobBytes === undefined ? Infinity : maxBlobBytes - from, maxBlobBytes, options.length, () => lease.valid());
+    lease.startRenewing();
     let result: { state: string; size: number };
     try {
-      const sink = this.ctx.objects.appendUpload(row.object_key, row.store_state, row.size, meter);
-      await Promise.all([pipeline(body, meter), sink]).catch(async (err: unknown) => {
-        source.resume();
-        throw toClientError(err);
-      });
+      const sink = this.ctx.objects.appendUpload(row.object_key, row.store_state, from, meter);
+      await Promise.all([pipeline(body, meter), sink]);
       result = await sink;
+    } catch (err) {
+      source.resume();
+      // The row still says inline: bytes at its key would be an object no row accounts for.
+      // Only while the claim holds: after losing it, the key may be another writer's.
+      if (spilling && lease.valid()) await this.ctx.objects.abortUpload(row.object_key, row.store_state).catch(() => {});
+      throw toClientError(err);
     } finally {
-      clearInterval(renew);
+      lease.stopRenewing();
     }
     const expires = Date.now() + this.ctx.options.uploadTtlMs;
-    if (persist) {
-      const moved = await PERSIST.affected(this.ctx.database.db, this.ctx.database.dialect, result.size, result.state, expires, row.id, lease);
-      if (moved === 0n) throw errors.uploadUnknown(row.id);
+    if (spilling || persist) {
+      const moved = spilling
+        ? await this.sessions.spilled(row.id, lease.token, result.size, result.state, expires)
+        : await this.sessions.stored(row.id, lease.token, result.size, result.state, expires);
+      if (!moved) throw errors.uploadUnknown(row.id);
     }
-    if (hash) this.ctx.hashers.set(row.id, { size: result.size, hash });
-    return { ...row, size: result.size, store_state: result.state, expires_at: expires };
-  }
-
-  private async renew(id: string, lease: string): Promise<void> {
-    await this.ctx.database.db
-      .updateTable('uploads')
-      .set({ lease_expires: Date.now() + LEASE_MS })
-      .where('id', '=', id)
-      .where('lease_token', '=', lease)
-      .execute()
-      .catch(() => {});
+    if (hash) this.ctx.hashes.put(row.id, result.size, hash);
+    return { ...row, inline: false, size: result.size, store_state: result.state, expires_at: expires };
   }
 
   /** The digest of the bytes stored so far: from the running hash, or by re-reading them. */
-  private async digestOf(row: SessionRow, algorithm: DigestAlgorithm): Promise<Digest> {
+  private async digestOf(row: Finished, algorithm: DigestAlgorithm): Promise<Digest> {
     if (row.content !== null) return finishDigest(algorithm, createHasher(algorithm).update(row.content));
-    const running = this.ctx.hashers.get(row.id);
-    if (algorithm === STREAM_ALGORITHM && running && running.size === row.size) {
-      return finishDigest(algorithm, running.hash.copy());
-    }
+    const running = algorithm === STREAM_ALGORITHM ? this.ctx.hashes.peek(row.id, row.size) : null;
+    if (running) return finishDigest(algorithm, running);
     const hash: Hash = createHasher(algorithm);
     const stored = await this.ctx.objects.readUpload(row.object_key, row.store_state, row.size);
     for await (const chunk of stored) hash.update(chunk as Buffer);
@@ -289,16 +242,13 @@ export class SqlUploadStore implements UploadStore {
   }
 
   /** Makes the uploaded blob visible: one transaction links it and ends the session. */
-  private async commitBlob(row: SessionRow, digest: Digest, claim: { lease: string } | { offset: number }): Promise<{ duplicate: boolean }> {
+  private async commitBlob(row: Finished, digest: Digest, claim: { lease: string } | { offset: number }): Promise<{ duplicate: boolean }> {
+    const { dialect } = this.ctx.database;
     for (;;) {
       try {
-        const { dialect } = this.ctx.database;
-        return await this.ctx.database.tx(async (trx) => {
-          const ended =
-            'lease' in claim
-              ? await END_LEASED.affected(trx, dialect, row.id, claim.lease)
-              : await END_UNCLAIMED.affected(trx, dialect, row.id, claim.offset, Date.now());
-          if (ended === 0n) {
+        const result = await this.ctx.database.tx(async (trx) => {
+          const ended = 'lease' in claim ? await this.sessions.endLeased(trx, row.id, claim.lease) : await this.sessions.endUnclaimed(trx, row.id, claim.offset);
+          if (!ended) {
             throw 'lease' in claim ? errors.uploadUnknown(row.id) : errors.rangeInvalid('another request is writing this upload', { offset: claim.offset });
           }
           const existing = await BLOB_BY_DIGEST.first(trx, dialect, digest);
@@ -312,6 +262,8 @@ export class SqlUploadStore implements UploadStore {
           await linkBlob(trx, dialect, row.repository_id, blobId);
           return { duplicate: existing !== undefined };
         });
+        this.ctx.hashes.forget(row.id);
+        return result;
       } catch (err) {
         // Another request stored the same digest first: link that one instead.
         if (!isUniqueViolation(err)) throw err;
@@ -319,47 +271,6 @@ export class SqlUploadStore implements UploadStore {
     }
   }
 }
-
-/** No request holds the session's lease (or its holder let it expire). */
-function leaseFree(now: number) {
-  return (eb: ExpressionBuilder<Schema, 'uploads'>) => eb.or([eb('lease_expires', 'is', null), eb('lease_expires', '<', now)]);
-}
-
-const INSERT_SESSION = prepare(
-  (exec, _pg, id: string, repositoryId: number, key: string, state: string, now: number, expires: number, content: Buffer | null) =>
-    exec.insertInto('uploads').values({ id, repository_id: repositoryId, object_key: key, store_state: state, size: 0, created_at: now, expires_at: expires, content }),
-);
-
-const SESSION = prepare((exec, _pg, id: string, repository: string) =>
-  exec
-    .selectFrom('uploads as u')
-    .innerJoin('repositories as r', 'r.id', 'u.repository_id')
-    .select(['u.id', 'u.repository_id', 'u.object_key', 'u.store_state', 'u.size', 'u.expires_at', 'u.content'])
-    .where('u.id', '=', id)
-    .where('r.name', '=', repository),
-);
-
-const APPEND_INLINE = prepare((exec, _pg, size: number, content: Buffer | null, expires: number, id: string, offset: number, now: number) =>
-  exec.updateTable('uploads').set({ size, content, expires_at: expires }).where('id', '=', id).where('size', '=', offset).where(leaseFree(now)),
-);
-
-const ACQUIRE = prepare((exec, _pg, token: string, leaseExpires: number, id: string, offset: number, now: number) =>
-  exec.updateTable('uploads').set({ lease_token: token, lease_expires: leaseExpires }).where('id', '=', id).where('size', '=', offset).where(leaseFree(now)),
-);
-
-const RELEASE = prepare((exec, _pg, id: string, token: string) =>
-  exec.updateTable('uploads').set({ lease_token: null, lease_expires: null }).where('id', '=', id).where('lease_token', '=', token),
-);
-
-const PERSIST = prepare((exec, _pg, size: number, state: string, expires: number, id: string, lease: string) =>
-  exec.updateTable('uploads').set({ size, store_state: state, expires_at: expires }).where('id', '=', id).where('lease_token', '=', lease),
-);
-
-const END_LEASED = prepare((exec, _pg, id: string, lease: string) => exec.deleteFrom('uploads').where('id', '=', id).where('lease_token', '=', lease));
-
-const END_UNCLAIMED = prepare((exec, _pg, id: string, offset: number, now: number) =>
-  exec.deleteFrom('uploads').where('id', '=', id).where('size', '=', offset).where(leaseFree(now)),
-);
 
 /** On PostgreSQL the row is share-locked, so collection cannot delete it before the link commits. */
 const BLOB_BY_DIGEST = prepare((exec, pg, digest: string) =>
@@ -377,61 +288,4 @@ const INSERT_BLOB = prepare((exec, _pg, digest: string, size: number, key: strin
 /** Uploads are written at their final key; the blob row keeps it, so nothing is ever renamed. */
 function objectKeyFor(id: string): string {
   return `blobs/${id.slice(0, 2)}/${id}`;
-}
-
-/** The start of a chunk read into memory; `rest` continues the body when it held more than asked for. */
-interface Head {
-  chunks: Buffer[];
-  bytes: number;
-  rest: AsyncIterator<Buffer> | null;
-}
-
-/** Reads `body` until it ends or carries more than `room` bytes. */
-async function readUpTo(body: Readable, room: number): Promise<Head> {
-  const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  const chunks: Buffer[] = [];
-  let bytes = 0;
-  for (;;) {
-    const next = await it.next();
-    if (next.done) return { chunks, bytes, rest: null };
-    chunks.push(next.value);
-    bytes += next.value.length;
-    if (bytes > room) return { chunks, bytes, rest: it };
-  }
-}
-
-/** The session's inline bytes, the part of the chunk already read, then the rest of it. */
-function spill(prefix: Buffer, head: Head | null, body: Readable): Readable {
-  if (!head) {
-    if (prefix.length === 0) return body;
-    return Readable.from(
-      (async function* () {
-        yield prefix;
-        yield* body;
-      })(),
-      { objectMode: false },
-    );
-  }
-  const rest = head.rest!;
-  return Readable.from(
-    (async function* () {
-      if (prefix.length > 0) yield prefix;
-      yield* head.chunks;
-      for (;;) {
-        const next = await rest.next();
-        if (next.done) return;
-        yield next.value;
-      }
-    })(),
-    { objectMode: false },
-  );
-}
-
-function toClientError(err: unknown): Error {
-  if (err instanceof RegistryError) return err;
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'ABORT_ERR') {
-    return errors.uploadInvalid('the request body ended before it was complete');
-  }
-  return err as Error;
 }
