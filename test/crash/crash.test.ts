@@ -9,10 +9,12 @@
  */
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { ENGINE, runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
-import { Ledger, runWorkload, verifyLedger } from '../helpers/workload.js';
+import { ENGINE, freshEngine, runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { Ledger, pushAnchors, runWorkload, verifyLedger, type WorkloadOptions } from '../helpers/workload.js';
 
 const REPLICAS = ENGINE === 'sqlite-fs' ? 1 : 2;
 const ROUNDS = Number(process.env.PORTFOLIO_CRASH_ROUNDS ?? (REPLICAS === 1 ? 16 : 10));
@@ -31,10 +33,15 @@ async function kill(server: RunningRegistry): Promise<void> {
 
 test(`${ROUNDS} rounds of SIGKILLs at random points, ${REPLICAS} replica(s): fsck passes and every acknowledged tag survives`, { timeout: 600_000 }, async () => {
   const ledger = new Ledger();
-  const first = await startRegistry({ args: args(0) });
-  const { engineArgs, dataDir } = first;
+  const dataDir = await mkdtemp(join(tmpdir(), 'portfolio-crash-'));
+  const engineArgs = await freshEngine(dataDir);
+  const workload: WorkloadOptions = { urls: [], clients: 6, operations: 10_000, prefix: 'crash', ledger };
+  // Each client's anchor image goes in before collection starts; see Ledger.anchors.
+  const setup = await startRegistry({ engineArgs, dataDir });
+  await pushAnchors({ ...workload, urls: [setup.url] });
+  await setup.stop();
   const start = (round: number) => startRegistry({ args: args(round), engineArgs, dataDir });
-  let servers: RunningRegistry[] = [first, ...(await Promise.all(Array.from({ length: REPLICAS - 1 }, () => start(0))))];
+  let servers = await Promise.all(Array.from({ length: REPLICAS }, () => start(0)));
   let kills = 0;
   let survivorRounds = 0;
   let verifiedTags = 0;
@@ -42,7 +49,7 @@ test(`${ROUNDS} rounds of SIGKILLs at random points, ${REPLICAS} replica(s): fsc
     for (let round = 0; round < ROUNDS; round++) {
       let stopped = false;
       const urls = servers.map((s) => s.url);
-      const work = runWorkload({ urls, clients: 6, operations: 10_000, prefix: `crash/r${round}`, ledger, stopped: () => stopped });
+      const work = runWorkload({ ...workload, urls, stopped: () => stopped });
       await sleep(window());
       if (servers.length > 1 && randomInt(2) === 0) {
         // One replica dies (perhaps holding the collection lease, perhaps mid-delete); the

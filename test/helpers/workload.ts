@@ -179,8 +179,9 @@ class Client {
     return this.repos[randomInt(this.repos.length)]!;
   }
 
-  private newTag(): string {
-    return `t${this.id}-${this.run}-${this.tagCounter++}`;
+  /** A tag no one wrote yet; its first letter names the operation that wrote it, for reports. */
+  private newTag(kind: 't' | 'r' | 'p' | 'i'): string {
+    return `${kind}${this.id}-${this.run}-${this.tagCounter++}`;
   }
 
   private tagsOf(p: Pushed): string[] {
@@ -289,7 +290,7 @@ class Client {
   private async pushNew(repo = this.repo(), layers?: Blob[]): Promise<void> {
     const p = this.newImage(repo, layers);
     await this.restore(p);
-    await this.put(p, randomInt(5) === 0 ? undefined : this.newTag());
+    await this.put(p, randomInt(5) === 0 ? undefined : this.newTag('t'));
   }
 
   /** PUTs an older manifest of this client, preferably an untagged one, under a new tag or one of its existing tags. */
@@ -297,7 +298,7 @@ class Client {
     const untagged = this.mine.filter((p) => this.tagsOf(p).length === 0);
     const p = randomInt(10) < 7 && untagged.length ? this.pick(untagged)! : this.pick(this.mine)!;
     const moving = randomInt(2) === 0 ? this.pick(this.myTags(p.repo)) : undefined;
-    if (await this.put(p, moving ? moving.slice(moving.lastIndexOf(':') + 1) : this.newTag())) this.ledger.count(moving ? 'tag moved' : 're-tagged');
+    if (await this.put(p, moving ? moving.slice(moving.lastIndexOf(':') + 1) : this.newTag('r'))) this.ledger.count(moving ? 'tag moved' : 're-tagged');
   }
 
   /** PUTs a tagged manifest again, identical, by digest and then by its tag. */
@@ -316,7 +317,7 @@ class Client {
   private async pingPong(): Promise<void> {
     const base = this.ledger.anchors.get(this.repo())!;
     const pair = [this.variant(base), this.variant(base)];
-    const tag = this.newTag();
+    const tag = this.newTag('p');
     for (let step = 0, n = 4 + randomInt(6); step < n; step++) {
       if (!(await this.put(pair[step % 2]!, tag))) return;
       this.ledger.count('ping-pong re-tag');
@@ -339,7 +340,7 @@ class Client {
       if (!(await this.put(c))) return;
     }
     const idx = index(children.map((c) => ({ digest: c.digest, size: c.manifest.length, mediaType: c.mediaType })));
-    await this.put({ repo, digest: idx.digest, mediaType: idx.mediaType, manifest: idx.manifest, blobs: [], children }, this.newTag());
+    await this.put({ repo, digest: idx.digest, mediaType: idx.mediaType, manifest: idx.manifest, blobs: [], children }, this.newTag('i'));
   }
 
   private async deleteManifest(): Promise<void> {
