@@ -404,14 +404,19 @@ class Client {
     await this.pushNew(repo, layers.length ? layers : undefined);
   }
 
+  /** Records an acknowledged tag found lost, once: the ledger stops demanding it. */
+  private lose(key: string, how: string): void {
+    this.ledger.lost.push(`tag ${key} → ${this.ledger.tags.get(key)}: ${how}`);
+    this.ledger.tags.delete(key);
+  }
+
   /** Every tag this client holds must still name what it was last acknowledged with. */
   private async audit(): Promise<void> {
     for (const key of this.myTags(undefined, true)) {
       const digest = this.ledger.tags.get(key)!;
       const res = await this.request('HEAD', `/v2/${repoOf(key)}/manifests/${key.slice(key.lastIndexOf(':') + 1)}`);
       const got = res.status === 200 ? res.headers.get('docker-content-digest') : `status ${res.status}`;
-      // The ledger is checked again after the response: only this client writes these tags.
-      if (got !== digest && this.ledger.tags.get(key) === digest) this.ledger.lost.push(`tag ${key} → ${digest}: audit found ${got}`);
+      if (got !== digest) this.lose(key, `audit found ${got}`);
     }
     this.ledger.count('audits');
   }
