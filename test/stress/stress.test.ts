@@ -44,10 +44,9 @@ test('16 clients re-tag and re-push under continuous collection that deletes unt
     assert.deepEqual(ledger.serverErrors, [], summary);
     const verified = await verifyLedger(replicas[0]!.url, ledger);
     console.log(`verified ${verified.tags} tags, ${verified.manifests} manifests, ${verified.blobs} blob links`);
-    // Enough of each kind happened to mean something (counts, not rates: the machine's speed varies).
-    for (const what of ['manifest accepted', 'index accepted', 're-tagged', 'ping-pong re-tag', 're-pushed identical', 'manifest deleted', 'mounted']) {
-      assert.ok((ledger.counts[what] ?? 0) >= 10, `too few "${what}": ${summary}`);
-    }
+    // Each kind of operation happened (low bars: the run is bounded in time and machines differ in speed).
+    const bars = { 'ping-pong re-tag': 50, 'manifest accepted': 50, 'index accepted': 3, 're-tagged': 3, 'tag moved': 3, 're-pushed identical': 3, 'manifest deleted': 3, 'tag deleted': 3, mounted: 3 };
+    for (const [what, least] of Object.entries(bars)) assert.ok((ledger.counts[what] ?? 0) >= least, `too few "${what}": ${summary}`);
     const fsck = await runCli(['fsck', '--full', ...engineArgs]);
     assert.equal(fsck.code, 0, fsck.stdout + fsck.stderr);
   } finally {
