@@ -157,14 +157,14 @@ class Client {
     for (let i = 0; i < this.o.operations && !this.o.stopped?.() && Date.now() < (this.o.deadline ?? Infinity); i++) {
       const roll = randomInt(100);
       try {
-        if (roll < 20) await this.pushNew();
-        else if (roll < 32) await this.retag();
-        else if (roll < 40) await this.repushIdentical();
-        else if (roll < 56) await this.pingPong();
-        else if (roll < 64) await this.pushIndex();
-        else if (roll < 72) await this.deleteManifest();
-        else if (roll < 79) await this.deleteTag();
-        else if (roll < 91) await this.mountAndPush();
+        if (roll < 15) await this.pushNew();
+        else if (roll < 27) await this.retag();
+        else if (roll < 34) await this.repushIdentical();
+        else if (roll < 60) await this.pingPong();
+        else if (roll < 68) await this.pushIndex();
+        else if (roll < 76) await this.deleteManifest();
+        else if (roll < 83) await this.deleteTag();
+        else if (roll < 93) await this.mountAndPush();
         else await this.audit();
       } catch (err) {
         // A server killed mid-request (crash test) leaves the operation's outcome unknown; the
@@ -345,7 +345,10 @@ class Client {
 
   private async deleteManifest(): Promise<void> {
     const anchors = [...this.ledger.anchors.values()];
-    const p = this.pick(this.mine.filter((m) => !anchors.includes(m)));
+    const candidates = this.mine.filter((m) => !anchors.includes(m));
+    // Mostly tagged ones: an untagged one is often collected already.
+    const tagged = candidates.filter((m) => this.tagsOf(m).length > 0);
+    const p = this.pick(randomInt(10) < 7 && tagged.length ? tagged : candidates);
     if (!p) return;
     const required = this.isRequired(p);
     // Forget its tags before asking: if the server dies mid-request, the outcome is unknown.
