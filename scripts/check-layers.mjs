@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Fails when a module imports across the layer line: http → core ← backends, cli wires them.
+// Fails when a module imports across the layer line: http → core ← backends, cli wires them;
+// auth (users, policy, tokens: no HTTP) sits on core, and http and cli may use it.
 // Usage: node scripts/check-layers.mjs [SRC_DIR]   (default: src)
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -7,9 +8,10 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 /** What each layer may import (besides itself and packages). */
 const ALLOWED = {
   core: ['core'],
-  http: ['core', 'http'],
+  auth: ['core', 'auth'],
+  http: ['core', 'auth', 'http'],
   backends: ['core', 'backends'],
-  cli: ['core', 'http', 'backends', 'cli'],
+  cli: ['core', 'auth', 'http', 'backends', 'cli'],
 };
 
 function files(dir) {
@@ -44,5 +46,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     console.error(`layer check failed:\n  ${violations.join('\n  ')}`);
     process.exit(1);
   }
-  console.log('layer check: http → core ← backends holds');
+  console.log('layer check: http → auth → core ← backends holds');
 }

@@ -2,15 +2,14 @@
  * Who may do what, from the command line:
  *
  * - `serve` flags for authentication (htpasswd, token auth, external issuers), the access policy
- *   (`--config`), and the defences against slow and greedy clients (timeouts, per-client
- *   limits). `serveSecurity()` turns them into the http layer's Authorizer and limits.
+ *   (`--config`). `serveSecurity()` turns them into the http layer's Authorizer.
  * - `portfolio user add|delete NAME`: maintain bcrypt (`$2y$`) entries of an htpasswd file.
  * - `portfolio token`: mint a token with the registry's key, or `--inspect` one.
  *
  * Auth is off unless one of --auth, --htpasswd, --config or --external-jwks is given.
  */
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, type JWTVerifyGetKey } from 'jose';
@@ -18,10 +17,11 @@ import { hash as bcryptHash } from '@node-rs/bcrypt';
 import type { Logger } from 'pino';
 import { AccessControl, type AuthMode } from '../http/auth/access.js';
 import type { Authorizer } from '../http/auth/authorizer.js';
-import { Htpasswd, parseHtpasswd } from '../http/auth/htpasswd.js';
-import type { LimitOptions } from '../http/auth/limits.js';
-import { Policy } from '../http/auth/policy.js';
-import { parseScopes, TokenIssuer, TokenVerifier, type ExternalIssuer } from '../http/auth/tokens.js';
+import { Htpasswd } from '../auth/htpasswd.js';
+import { updateHtpasswdFile, validUserName } from '../auth/htpasswd-file.js';
+import { LoginThrottle } from '../auth/login-throttle.js';
+import { Policy } from '../auth/policy.js';
+import { parseScopes, TokenIssuer, TokenVerifier, type ExternalIssuer } from '../auth/tokens.js';
 import { parseDuration } from './duration.js';
 
 export interface SecurityFlags {
@@ -36,10 +36,7 @@ export interface SecurityFlags {
   externalIssuer?: string;
   externalJwks?: string;
   externalAudience?: string;
-  headerTimeout: string;
-  idleTimeout: string;
-  maxConcurrentRequests?: string;
-  rateLimit?: string;
+  loginFailures?: string;
   dataDir?: string;
 }
 
@@ -54,18 +51,15 @@ function withTokenFlags(command: Command): Command {
     .addOption(new Option('--external-audience <aud>', 'audience the external tokens must name (default: --token-service)').env('PORTFOLIO_EXTERNAL_AUDIENCE'));
 }
 
-/** Adds the auth, TLS-adjacent and limit flags to `serve`. */
+/** Adds the auth flags to `serve`. */
 export function withSecurityFlags(command: Command): Command {
   return withTokenFlags(command)
     .addOption(new Option('--auth <mode>', 'none, basic or token (default: basic with --htpasswd/--config, token with --external-jwks)').env('PORTFOLIO_AUTH').choices(['none', 'basic', 'token']))
     .addOption(new Option('--htpasswd <file>', 'users: an htpasswd file of bcrypt entries (htpasswd -B, portfolio user add)').env('PORTFOLIO_HTPASSWD'))
     .addOption(new Option('--config <file>', 'access policy (YAML, see docs/auth.md)').env('PORTFOLIO_CONFIG'))
     .addOption(new Option('--token-ttl <duration>', 'lifetime of issued tokens (at least 60s)').env('PORTFOLIO_TOKEN_TTL').default('5m'))
-    .addOption(new Option('--token-realm <url>', 'realm of Bearer challenges (default: <scheme>://<Host>/auth/token of the request)').env('PORTFOLIO_TOKEN_REALM'))
-    .addOption(new Option('--header-timeout <duration>', 'time allowed for a request’s headers').env('PORTFOLIO_HEADER_TIMEOUT').default('30s'))
-    .addOption(new Option('--idle-timeout <duration>', 'longest silence of a request body or a stalled download (0: none)').env('PORTFOLIO_IDLE_TIMEOUT').default('60s'))
-    .addOption(new Option('--max-concurrent-requests <n>', 'requests in flight per client IP (default: unlimited)').env('PORTFOLIO_MAX_CONCURRENT_REQUESTS'))
-    .addOption(new Option('--rate-limit <n/s>', 'requests per second per client IP, e.g. 50/s (default: unlimited)').env('PORTFOLIO_RATE_LIMIT'));
+    .addOption(new Option('--login-failures <n/duration>', 'failed logins a client may make in a burst, and the time they take to come back (a user name gets three times as many)').env('PORTFOLIO_LOGIN_FAILURES').default('20/1m'))
+    .addOption(new Option('--token-realm <url>', 'realm of Bearer challenges (default: <scheme>://<Host>/auth/token of the request)').env('PORTFOLIO_TOKEN_REALM'));
 }
 
 let serveFlags: SecurityFlags | undefined;
@@ -94,7 +88,7 @@ export function registerAuthCommands(program: Command): void {
       const password = await readPassword();
       // htpasswd -B writes $2y$; the algorithm is the one bcrypt writes as $2b$.
       const entry = (await bcryptHash(password, cost)).replace(/^\$2b\$/, '$2y$');
-      const added = await updateHtpasswd(flags.htpasswd, name, entry);
+      const added = !(await updateHtpasswdFile(flags.htpasswd, name, entry));
       console.log(`${added ? 'added' : 'updated'} ${name} in ${flags.htpasswd}`);
     });
   user
@@ -103,7 +97,7 @@ export function registerAuthCommands(program: Command): void {
     .argument('<name>', 'user name')
     .addOption(new Option('--htpasswd <file>', 'the htpasswd file').env('PORTFOLIO_HTPASSWD').makeOptionMandatory())
     .action(async (name: string, flags: { htpasswd: string }) => {
-      if (!(await updateHtpasswd(flags.htpasswd, name, null))) throw new Error(`no user ${name} in ${flags.htpasswd}`);
+      if (!(await updateHtpasswdFile(flags.htpasswd, name, null))) throw new Error(`no user ${name} in ${flags.htpasswd}`);
       console.log(`deleted ${name} from ${flags.htpasswd}`);
     });
 
@@ -153,20 +147,13 @@ async function inspectToken(token: string, key: KeyObject | null, flags: Securit
   return out.valid;
 }
 
-/** The Authorizer and limits of `serve`, from the flags that registerAuthCommands added. */
-export async function serveSecurity(dataDir: string, logger: Logger, flags: SecurityFlags | undefined = serveFlags): Promise<{ authorizer?: Authorizer; limits: LimitOptions }> {
-  if (!flags) return { limits: {} };
-  const limits: LimitOptions = {
-    headerTimeoutMs: parseDuration(flags.headerTimeout),
-    idleTimeoutMs: parseDuration(flags.idleTimeout),
-    maxConcurrentPerClient: flags.maxConcurrentRequests === undefined ? undefined : positiveInt(flags.maxConcurrentRequests, '--max-concurrent-requests'),
-    ratePerSecond: flags.rateLimit === undefined ? undefined : parseRate(flags.rateLimit),
-  };
-  if (limits.headerTimeoutMs! <= 0) throw new Error('--header-timeout must be positive');
+/** The Authorizer of `serve`, from the flags that registerAuthCommands added. */
+export async function serveSecurity(dataDir: string, logger: Logger, flags: SecurityFlags | undefined = serveFlags): Promise<{ authorizer?: Authorizer }> {
+  if (!flags) return {};
   const mode = flags.auth ?? (flags.externalJwks ? 'token' : flags.htpasswd || flags.config ? 'basic' : 'none');
   if (mode === 'none') {
     if (flags.htpasswd || flags.config || flags.externalJwks) throw new Error('--auth none contradicts --htpasswd, --config and --external-jwks');
-    return { limits };
+    return {};
   }
   const users = flags.htpasswd ? await Htpasswd.open(resolve(flags.htpasswd), { warn: (m) => logger.warn({ htpasswd: flags.htpasswd }, m) }) : null;
   const policy = flags.config ? Policy.fromYaml(await readFile(flags.config, 'utf8'), flags.config) : Policy.authenticatedFullAccess();
@@ -180,6 +167,7 @@ export async function serveSecurity(dataDir: string, logger: Logger, flags: Secu
   }
   const authorizer = new AccessControl({
     mode: mode as AuthMode,
+    loginThrottle: new LoginThrottle(parseLoginFailures(flags.loginFailures ?? '20/1m')),
     users,
     policy,
     issuer,
@@ -197,7 +185,7 @@ export async function serveSecurity(dataDir: string, logger: Logger, flags: Secu
     },
     'access control',
   );
-  return { authorizer, limits };
+  return { authorizer };
 }
 
 async function externalIssuer(flags: SecurityFlags): Promise<ExternalIssuer | null> {
@@ -246,50 +234,13 @@ function ttlSeconds(value: string, flag: string): number {
   return seconds;
 }
 
-function positiveInt(value: string, flag: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new Error(`${flag} must be a positive integer`);
-  return Number(value);
-}
-
-function parseRate(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)(?:\/s)?$/.exec(value.trim());
-  if (!m || Number(m[1]) <= 0) throw new Error(`invalid --rate-limit ${JSON.stringify(value)} (example: 50/s)`);
-  return Number(m[1]);
-}
-
-function validUserName(name: string): void {
-  if (!/^[^:\s]{1,255}$/.test(name)) throw new Error('a user name is 1 to 255 characters, without spaces or colons');
-}
-
-/** Adds, replaces (entry) or removes (null) `user`; returns whether the user was new / existed. */
-async function updateHtpasswd(path: string, user: string, entry: string | null): Promise<boolean> {
-  let text = '';
-  let mode = 0o600;
-  try {
-    text = await readFile(path, 'utf8');
-    mode = (await stat(path)).mode & 0o777;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || entry === null) throw err;
-  }
-  const lines = text.split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  const index = lines.findIndex((l) => l.slice(0, l.indexOf(':')) === user && l.includes(':'));
-  if (entry === null) {
-    if (index === -1) return false;
-    lines.splice(index, 1);
-  } else if (index === -1) {
-    lines.push(`${user}:${entry}`);
-  } else {
-    lines[index] = `${user}:${entry}`;
-  }
-  const out = lines.length ? `${lines.join('\n')}\n` : '';
-  if (entry !== null && !parseHtpasswd(`${user}:${entry}`).has(user)) throw new Error('internal: the new entry does not parse');
-  await mkdir(dirname(resolve(path)), { recursive: true });
-  const temp = `${path}.${process.pid}.tmp`;
-  await writeFile(temp, out, { mode });
-  await chmod(temp, mode);
-  await rename(temp, path);
-  return entry === null ? true : index === -1;
+/** `N/DURATION`: N failed logins in a burst, all back after DURATION. */
+function parseLoginFailures(value: string): { failures: number; periodMs: number } {
+  const slash = value.indexOf('/');
+  const failures = Number(value.slice(0, slash));
+  const periodMs = slash === -1 ? NaN : parseDuration(value.slice(slash + 1));
+  if (!Number.isInteger(failures) || failures < 1 || !(periodMs > 0)) throw new Error(`invalid --login-failures ${JSON.stringify(value)} (example: 20/1m)`);
+  return { failures, periodMs };
 }
 
 async function readPassword(): Promise<string> {

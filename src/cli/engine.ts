@@ -4,7 +4,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { Database } from '../backends/sql/database.js';
+import { Database, redact } from '../backends/sql/database.js';
 import { SqlRegistry } from '../backends/sql/registry.js';
 import { FsObjectStore } from '../backends/objects/fs-store.js';
 import type { ObjectStore } from '../backends/objects/object-store.js';
@@ -28,6 +28,7 @@ export interface Engine {
   registry: SqlRegistry;
   database: Database;
   objects: ObjectStore;
+  /** Where metadata and blobs are, in words: `SQLite at PATH`, `PostgreSQL at URL` (password hidden), `files in DIR`, `S3 bucket s3://…`. */
   describe: { database: string; storage: string };
 }
 
@@ -67,7 +68,10 @@ export async function openEngine(options: EngineOptions): Promise<Engine> {
     registry,
     database,
     objects,
-    describe: { database: database.postgres ? 'postgres' : databaseUrl, storage: objects.description },
+    describe: {
+      database: database.postgres ? `PostgreSQL at ${redact(databaseUrl)}` : `SQLite at ${databaseUrl.replace(/^sqlite:/, '')}`,
+      storage: objects.description.startsWith('file:') ? `files in ${objects.description.slice('file:'.length)}` : `S3 bucket ${objects.description}`,
+    },
   };
 }
 

@@ -1,16 +1,19 @@
 /** The `portfolio` command line. */
 import { Command, Option } from 'commander';
-import pino from 'pino';
 import { parseDuration } from './duration.js';
 import { openEngine } from './engine.js';
 import { engineFrom, withEngineFlags, type EngineFlags } from './flags.js';
 import { registerAuthCommands } from './auth.js';
+import { createLogger, defaultLogFormat, LOG_FORMATS, type LogFormat } from './log.js';
+import { limitsFrom, withLimitFlags, type LimitFlags } from './limits.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { serve } from './serve.js';
+import { VERSION } from './version.js';
 
-interface ServeFlags extends EngineFlags {
+interface ServeFlags extends EngineFlags, LimitFlags {
   addr: string;
   logLevel: string;
+  logFormat?: LogFormat;
   uploadSweepInterval: string;
   gcInterval: string;
   gcGrace: string;
@@ -19,11 +22,19 @@ interface ServeFlags extends EngineFlags {
   tlsKey?: string;
 }
 
-const program = new Command('portfolio').description('An OCI Distribution registry').showHelpAfterError();
+const program = new Command('portfolio')
+  .description('An OCI Distribution registry')
+  .version(VERSION, '-V, --version', 'print the version')
+  .showHelpAfterError();
 
-withEngineFlags(program.command('serve').description('run the registry'))
+withLimitFlags(withEngineFlags(program.command('serve').description('run the registry')))
   .addOption(new Option('--addr <host:port>', 'address to listen on').env('PORTFOLIO_ADDR').default('0.0.0.0:5000'))
   .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug').env('PORTFOLIO_LOG_LEVEL').default('info'))
+  .addOption(
+    new Option('--log-format <format>', 'text: one readable line per record; json: JSON lines (default: text on a terminal, else json)')
+      .choices(LOG_FORMATS)
+      .env('PORTFOLIO_LOG_FORMAT'),
+  )
   .addOption(new Option('--upload-sweep-interval <duration>', 'how often expired upload sessions are reclaimed').default('10m'))
   .addOption(new Option('--gc-interval <duration>', 'how often garbage is collected in the background (0: never)').env('PORTFOLIO_GC_INTERVAL').default('1h'))
   .addOption(new Option('--gc-grace <duration>', 'garbage collection keeps anything touched more recently than this').env('PORTFOLIO_GC_GRACE').default('24h'))
@@ -31,7 +42,7 @@ withEngineFlags(program.command('serve').description('run the registry'))
   .addOption(new Option('--tls-cert <file>', 'PEM certificate: serve HTTPS').env('PORTFOLIO_TLS_CERT'))
   .addOption(new Option('--tls-key <file>', 'PEM private key for --tls-cert').env('PORTFOLIO_TLS_KEY'))
   .action(async (flags: ServeFlags) => {
-    const logger = pino({ level: flags.logLevel, base: undefined, timestamp: pino.stdTimeFunctions.isoTime });
+    const logger = createLogger(flags.logLevel, flags.logFormat ?? defaultLogFormat());
     await serve({
       ...engineFrom(flags, true),
       addr: flags.addr,
@@ -43,6 +54,7 @@ withEngineFlags(program.command('serve').description('run the registry'))
       },
       tlsCert: flags.tlsCert,
       tlsKey: flags.tlsKey,
+      limits: limitsFrom(flags),
       logger,
     });
   });

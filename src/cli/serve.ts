@@ -2,9 +2,13 @@
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { AccessControl } from '../http/auth/access.js';
+import type { Authorizer } from '../http/auth/authorizer.js';
+import type { LimitOptions } from '../http/limits.js';
 import { createRegistryServer } from '../http/server.js';
 import { serveSecurity } from './auth.js';
 import { openEngine, type EngineOptions } from './engine.js';
+import { VERSION } from './version.js';
 
 export interface ServeOptions extends EngineOptions {
   addr: string;
@@ -12,6 +16,8 @@ export interface ServeOptions extends EngineOptions {
   gc: { intervalMs: number; graceMs: number; deleteUntaggedAfterMs?: number };
   tlsCert?: string;
   tlsKey?: string;
+  /** Connection caps, timeouts and per-client limits. */
+  limits: LimitOptions;
   logger: Logger;
 }
 
@@ -25,14 +31,18 @@ export async function serve(options: ServeOptions): Promise<void> {
   const security = await serveSecurity(options.dataDir, options.logger);
   const engine = await openEngine(options);
   const logger = options.logger;
-  const server = createRegistryServer(engine.registry, { logger, tls, maintenance: engine.registry, chunkMinLength: engine.objects.minChunkBytes, ...security });
+  const server = createRegistryServer(engine.registry, { logger, tls, maintenance: engine.registry, chunkMinLength: engine.objects.minChunkBytes, limits: options.limits, ...security });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
   });
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  logger.info({ url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`, ...engine.describe }, 'listening');
+  // The one record a newcomer reads: where to push, where the data goes, who may do what.
+  logger.info(
+    { url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`, version: VERSION, ...engine.describe, auth: describeAuth(security.authorizer) },
+    'listening',
+  );
 
   const sweep = setInterval(() => {
     engine.registry
@@ -89,6 +99,12 @@ export async function serve(options: ServeOptions): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+}
+
+function describeAuth(authorizer: Authorizer | undefined): string {
+  if (!authorizer) return 'off: anyone may pull, push and delete';
+  if (authorizer instanceof AccessControl && authorizer.options.mode === 'token') return 'on: token auth, tokens from /auth/token';
+  return 'on: Basic auth';
 }
 
 export function parseAddr(addr: string): { host: string; port: number } {

@@ -126,10 +126,19 @@ export interface Repository {
   tags(page: PageRequest): Promise<Page | null>;
 }
 
+/**
+ * Narrows a catalog to names equal to one of `names` or starting with one of `prefixes` (byte
+ * order). Lets a caller who may see few repositories page through those, not through all.
+ */
+export interface CatalogFilter {
+  names: readonly string[];
+  prefixes: readonly string[];
+}
+
 export interface Registry {
   repository(name: RepositoryName): Repository;
-  /** Repository names in byte order. */
-  catalog(page: PageRequest): Promise<Page>;
+  /** Repository names in byte order; with a filter, only those it lets through (`n` counts those). */
+  catalog(page: PageRequest, filter?: CatalogFilter): Promise<Page>;
   /** Deletes upload sessions past their expiry and reclaims their bytes; returns how many. */
   expireUploads(now?: Date): Promise<number>;
   close(): Promise<void>;

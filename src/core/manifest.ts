@@ -12,11 +12,21 @@ export const MediaType = {
 /** Manifest bodies above this size are refused with 413 (the spec's suggested 4 MiB). */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
+/**
+ * The most descriptors (config, layers, index entries, subject) one manifest may reference. Real
+ * images have tens; a 4 MiB manifest could list about 30,000 minimal descriptors, each a row the
+ * push must check and store in one transaction.
+ */
+export const MAX_MANIFEST_REFERENCES = 10_000;
+
 const IMAGE_TYPES = new Set<string>([MediaType.OCI_MANIFEST, MediaType.DOCKER_MANIFEST]);
 const INDEX_TYPES = new Set<string>([MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST_LIST]);
 export const MANIFEST_MEDIA_TYPES: readonly string[] = [...IMAGE_TYPES, ...INDEX_TYPES];
 
-/** Layers that clients never push: they are fetched from their `urls` (Docker foreign layers). */
+/**
+ * Layers a client may leave out of the registry: non-distributable (foreign) layers, fetched
+ * from their `urls`. Every other descriptor must be present, `urls` or not.
+ */
 const FOREIGN_LAYER_TYPES = new Set([
   'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
   'application/vnd.oci.image.layer.nondistributable.v1.tar',
@@ -105,7 +115,8 @@ function parseImage(json: unknown, mediaType: string): ParsedManifest {
   const result = imageManifest.safeParse(json);
   if (!result.success) throw errors.manifestInvalid('invalid image manifest', { issues: summarize(result.error) });
   const m = result.data;
-  const blobs = [m.config, ...m.layers].filter((d) => !isForeign(d)).map((d) => descriptorDigest(d));
+  limitReferences(1 + m.layers.length + (m.subject ? 1 : 0));
+  const blobs = [descriptorDigest(m.config), ...m.layers.filter((d) => !isForeign(d)).map((d) => descriptorDigest(d))];
   return {
     mediaType,
     kind: 'image',
@@ -121,6 +132,7 @@ function parseIndex(json: unknown, mediaType: string): ParsedManifest {
   const result = imageIndex.safeParse(json);
   if (!result.success) throw errors.manifestInvalid('invalid image index', { issues: summarize(result.error) });
   const m = result.data;
+  limitReferences(m.manifests.length + (m.subject ? 1 : 0));
   return {
     mediaType,
     kind: 'index',
@@ -132,8 +144,18 @@ function parseIndex(json: unknown, mediaType: string): ParsedManifest {
   };
 }
 
-function isForeign(d: Descriptor): boolean {
-  return FOREIGN_LAYER_TYPES.has(d.mediaType) || (d.urls !== undefined && d.urls.length > 0);
+/** A foreign layer with somewhere else to fetch it from (distribution requires the `urls`). */
+function isForeign(layer: Descriptor): boolean {
+  return FOREIGN_LAYER_TYPES.has(layer.mediaType) && layer.urls !== undefined && layer.urls.length > 0;
+}
+
+function limitReferences(count: number): void {
+  if (count > MAX_MANIFEST_REFERENCES) {
+    throw errors.manifestInvalid(`manifest references ${count} descriptors; the limit is ${MAX_MANIFEST_REFERENCES}`, {
+      references: count,
+      limit: MAX_MANIFEST_REFERENCES,
+    });
+  }
 }
 
 function descriptorDigest(d: Descriptor): Digest {

@@ -2,7 +2,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from '../core/interfaces.js';
 import type { Maintenance } from '../core/maintenance.js';
 import type { RepositoryName } from '../core/names.js';
-import type { Grant } from './auth/authorizer.js';
 
 export interface HttpOptions {
   /** Hint sent to clients on upload start (S3-backed stores want large chunks). */
@@ -22,8 +21,8 @@ export interface RequestContext {
   name: RepositoryName;
   /** The path segment after the endpoint (a digest, reference or upload id), when the route has one. */
   param: string;
-  /** What the caller may do beyond this route's own need (auth on); absent: anonymous full access. */
-  access?: Grant;
+  /** Whether the cross-repository mount the request asks for may be tried (decided by the access check). */
+  mountAllowed: boolean;
 }
 
 export type Handler = (ctx: RequestContext) => Promise<void>;

@@ -2,6 +2,7 @@
 import type { IncomingMessage } from 'node:http';
 import { errors } from '../core/errors.js';
 import type { ByteRange, PageRequest } from '../core/interfaces.js';
+import { bodyTimeLeft, ClientTooSlow } from './limits.js';
 
 /** True when the request carries a body (a non-zero Content-Length or chunked encoding). */
 export function hasBody(req: IncomingMessage): boolean {
@@ -17,16 +18,29 @@ export function contentLength(req: IncomingMessage): number | undefined {
   return Number(value);
 }
 
-/** Reads a small body whole, refusing it with 413 past `limit` bytes. */
+/**
+ * Reads a small body whole, refusing it with 413 past `limit` bytes. Bytes are kept as they
+ * arrive (nothing is reserved for the declared length), and the body must arrive within the
+ * body timeout (src/http/limits.ts): past it the connection is closed.
+ */
 export async function readBody(req: IncomingMessage, limit: number, what: string): Promise<Buffer> {
   const declared = contentLength(req);
   if (declared !== undefined && declared > limit) throw errors.tooLarge(what, limit);
+  const left = bodyTimeLeft(req);
+  const timer =
+    left === undefined || req.complete
+      ? undefined
+      : setTimeout(() => req.destroy(new ClientTooSlow(`${what} did not arrive within the body timeout`)), Math.max(0, left));
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw errors.tooLarge(what, limit);
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > limit) throw errors.tooLarge(what, limit);
+      chunks.push(chunk as Buffer);
+    }
+  } finally {
+    clearTimeout(timer);
   }
   return Buffer.concat(chunks, size);
 }

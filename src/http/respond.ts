@@ -1,6 +1,7 @@
 /** Response helpers: the spec's error envelope, JSON bodies and the headers every response shares. */
 import type { ServerResponse } from 'node:http';
-import { ErrorCode, RegistryError } from '../core/errors.js';
+import { errors, type RegistryError } from '../core/errors.js';
+import { answerFor } from './errors.js';
 
 export const API_VERSION_HEADER = 'Docker-Distribution-API-Version';
 export const API_VERSION = 'registry/2.0';
@@ -16,14 +17,17 @@ export function sendEmpty(res: ServerResponse, status: number, headers: Record<s
   res.end();
 }
 
-/** The error envelope of the distribution spec: `{"errors":[{code,message,detail}]}`. */
+/** An error as the table in errors.ts answers it: the spec's envelope `{"errors":[{code,message,detail}]}`. */
 export function sendError(res: ServerResponse, error: RegistryError, extraHeaders: Record<string, string> = {}): void {
-  const body = { errors: [{ code: error.code, message: error.message, detail: error.detail ?? null }] };
-  sendJson(res, error.status, body, extraHeaders);
+  const { status, body } = answerFor(error, res.req.method);
+  if (typeof body !== 'string') return sendJson(res, status, body, extraHeaders);
+  const bytes = Buffer.from(body);
+  res.writeHead(status, { ...extraHeaders, 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': String(bytes.length) });
+  res.end(res.req.method === 'HEAD' ? undefined : bytes);
 }
 
 export function internalError(): RegistryError {
-  return new RegistryError(500, ErrorCode.INTERNAL, 'internal server error');
+  return errors.internal();
 }
 
 /** Renders a `Link: <…>; rel="next"` header for keyset paging. */

@@ -9,8 +9,8 @@ import { errors, RegistryError } from '../core/errors.js';
 import type { Registry } from '../core/interfaces.js';
 import { parseRepositoryName } from '../core/names.js';
 import type { HttpOptions } from './context.js';
-import { errorHeaders, type Authorizer } from './auth/authorizer.js';
-import { applyTimeouts, checkingIntervalFor, ClientLimiter, trackRequest, type LimitOptions } from './auth/limits.js';
+import { errorHeaders, FULL_ACCESS, type Authorizer, type Need } from './auth/authorizer.js';
+import { ClientTooSlow, Limits, type LimitOptions } from './limits.js';
 import { ADMIN_PREFIX, handleAdmin } from './handlers/admin.js';
 import { handleBase, handleCatalog } from './handlers/base.js';
 import { route } from './router.js';
@@ -21,26 +21,22 @@ export interface ServerOptions extends HttpOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Access control (src/http/auth/); absent: anonymous full access. */
   authorizer?: Authorizer;
-  /** Timeouts and per-client limits (src/http/auth/limits.ts). */
+  /** Connection caps, timeouts and per-client limits (src/http/limits.ts). */
   limits?: LimitOptions;
 }
 
 export function createRegistryServer(registry: Registry, options: ServerOptions): Server {
-  const limiter = new ClientLimiter(options.limits ?? {});
-  const handler = (req: IncomingMessage, res: ServerResponse) => void handle(registry, options, req, res, limiter);
-  const connectionsCheckingInterval = checkingIntervalFor(options.limits ?? {});
+  const limits = new Limits(options.limits ?? {}, options.logger);
+  const handler = (req: IncomingMessage, res: ServerResponse) => void handle(registry, options, req, res, limits);
+  const connectionsCheckingInterval = limits.checkingInterval;
   const server = options.tls
     ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, connectionsCheckingInterval }, handler)
     : createHttpServer({ connectionsCheckingInterval }, handler);
-  // Uploads may stream for a long time; idle and header timeouts still protect the sockets.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
-  server.keepAliveTimeout = 65_000;
-  applyTimeouts(server, options.limits ?? {});
+  limits.attach(server);
   return server;
 }
 
-async function handle(registry: Registry, options: ServerOptions, req: IncomingMessage, res: ServerResponse, limiter: ClientLimiter): Promise<void> {
+async function handle(registry: Registry, options: ServerOptions, req: IncomingMessage, res: ServerResponse, limits: Limits): Promise<void> {
   const started = process.hrtime.bigint();
   res.setHeader(API_VERSION_HEADER, API_VERSION);
   res.once('close', () => {
@@ -56,12 +52,12 @@ async function handle(registry: Registry, options: ServerOptions, req: IncomingM
       'request',
     );
   });
-  trackRequest(req, res);
+  limits.track(req, res);
   try {
-    limiter.admit(req, res);
+    limits.admit(req, res);
     await dispatch(registry, options, req, res);
   } catch (err) {
-    fail(options.logger, req, res, err);
+    fail(options.logger, limits, req, res, err);
   }
 }
 
@@ -85,26 +81,28 @@ async function dispatch(registry: Registry, options: ServerOptions, req: Incomin
   const rest = path.slice(4);
   if (rest === '_catalog') {
     if (method !== 'GET') throw errors.unsupported(`method ${method} is not allowed`);
-    const grant = await options.authorizer?.authorize(req, { kind: 'catalog' });
-    return handleCatalog(registry, res, query, grant && !grant.all ? (repository) => grant.mayPull(repository) : undefined);
+    const decision = options.authorizer ? await options.authorizer.authorize(req, { kind: 'catalog' }) : FULL_ACCESS;
+    return handleCatalog(registry, res, query, decision.catalog);
   }
-  const match = route(method, rest);
+  const match = route(method, rest, query);
   const name = parseRepositoryName(match.name);
-  const access = await options.authorizer?.authorize(req, { kind: 'repository', name, action: match.action });
-  await match.handler({ req, res, registry, options, query, name, param: match.param, access });
+  const need: Need = { kind: 'repository', name, action: match.action, ...(match.mountFrom !== undefined ? { mountFrom: match.mountFrom } : {}) };
+  const decision = options.authorizer ? await options.authorizer.authorize(req, need) : FULL_ACCESS;
+  await match.handler({ req, res, registry, options, query, name, param: match.param, mountAllowed: decision.mountAllowed });
 }
-
-/** Unread request bodies up to this size are drained after an error answer; larger ones close. */
-const DRAIN_LIMIT = 64 * 1024 * 1024;
-const REFUSED_DRAIN_LIMIT = 1024 * 1024;
 
 /** Errors that mean the client went away mid-response: nothing failed on this side. */
 const HUNG_UP = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE', 'ERR_STREAM_DESTROYED']);
 
-function fail(logger: Logger, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+function fail(logger: Logger, limits: Limits, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  if (err instanceof ClientTooSlow) {
+    // Its connection is closed already: nobody to answer.
+    logger.info({ method: req.method, path: req.url, remote: req.socket?.remoteAddress, reason: err.message }, 'client too slow: connection closed');
+    return;
+  }
   const error = err instanceof RegistryError ? err : internalError();
   if (!(err instanceof RegistryError)) {
-    const hungUp = res.headersSent && HUNG_UP.has((err as NodeJS.ErrnoException).code ?? '');
+    const hungUp = (res.headersSent || req.socket.destroyed) && HUNG_UP.has((err as NodeJS.ErrnoException).code ?? '');
     if (hungUp) logger.info({ method: req.method, path: req.url, code: (err as NodeJS.ErrnoException).code }, 'client hung up');
     else logger.error({ err, method: req.method, path: req.url }, 'request failed');
   }
@@ -113,15 +111,6 @@ function fail(logger: Logger, req: IncomingMessage, res: ServerResponse, err: un
     res.destroy();
     return;
   }
-  if (!req.complete) {
-    // Read and discard the rest of the body, so the client can finish sending and read the
-    // answer (closing on a client mid-send makes it see a reset, not the error). A body too
-    // large to be worth reading closes the connection after the answer instead.
-    const declared = Number(req.headers['content-length'] ?? NaN);
-    // Callers refused for who they are (401, 403) or how often they come (429) get less patience.
-    const limit = error.status === 401 || error.status === 403 || error.status === 429 ? REFUSED_DRAIN_LIMIT : DRAIN_LIMIT;
-    if (!(declared <= limit)) res.setHeader('Connection', 'close');
-    req.resume();
-  }
+  if (!req.complete) limits.drainAfterError(req, res, error.status);
   sendError(res, error, errorHeaders(err));
 }

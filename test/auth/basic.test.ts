@@ -209,3 +209,34 @@ describe('basic auth with an access policy (--config)', { timeout: 30_000 }, () 
     assert.equal((await mount('public/m', secretLayer, null, 'root')).status, 201, 'an admin may');
   });
 });
+
+describe('upload sessions need push (basic auth with a policy)', { timeout: 30_000 }, () => {
+  let dir: string;
+  let registry: RunningRegistry;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'portfolio-sessions-'));
+    await writeHtpasswd(join(dir, 'htpasswd'), USERS);
+    await writeFile(join(dir, 'policy.yaml'), POLICY);
+    registry = await startRegistry({ args: ['--htpasswd', join(dir, 'htpasswd'), '--config', join(dir, 'policy.yaml')] });
+  });
+  after(async () => {
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('pull alone cannot read or touch a session; pull+push can abandon its own', async () => {
+    const start = await call(`${registry.url}/v2/public/s/blobs/uploads/`, { method: 'POST', headers: as('alice') });
+    assert.equal(start.status, 202, start.text);
+    const session = `${registry.url}${start.headers.get('location')}`;
+    // carol and anonymous callers may pull public/** but not push there.
+    for (const method of ['GET', 'PATCH', 'PUT', 'DELETE']) {
+      const r = await call(session, { method, headers: as('carol') });
+      expectError(r, 403, 'DENIED', `carol ${method}s alice's session`);
+      expectError(await call(session, { method }), 401, 'UNAUTHORIZED', `anonymous ${method} on the session`);
+    }
+    assert.equal((await call(session, { headers: as('alice') })).status, 204, 'the session is intact');
+    const cancel = await call(session, { method: 'DELETE', headers: as('alice') });
+    assert.equal(cancel.status, 204, `alice (pull, push, no delete) abandons her session: ${cancel.text}`);
+    expectError(await call(session, { headers: as('alice') }), 404, 'BLOB_UPLOAD_UNKNOWN', 'the session is gone');
+  });
+});

@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Htpasswd, parseHtpasswd } from '../../src/http/auth/htpasswd.js';
+import { Htpasswd } from '../../src/auth/htpasswd.js';
+import { parseHtpasswd } from '../../src/auth/htpasswd-file.js';
+import { LoginThrottled } from '../../src/auth/errors.js';
 import { hasApacheHtpasswd, htpasswdLine } from './util.js';
 
 // The password_verify() example of the PHP manual: a $2y$ hash made by another implementation.
@@ -105,12 +107,47 @@ describe('htpasswd users', () => {
         }),
     });
     const pending = Array.from({ length: 5 }, (_, i) => users.verify('php', `guess${i}`));
-    await assert.rejects(users.verify('php', 'one too many'), (err: any) => err.status === 429 && err.code === 'TOOMANYREQUESTS' && err.headers['Retry-After'] === '1');
+    await assert.rejects(users.verify('php', 'one too many'), (err: unknown) => err instanceof LoginThrottled && err.retryAfterSeconds === 1);
     while (release.length || running) {
       await new Promise((r) => setImmediate(r));
       release.shift()?.();
     }
     assert.deepEqual(await Promise.all(pending), [false, false, false, false, false]);
     assert.equal(peak, 2);
+  });
+
+  it('serves waiting verifications round-robin per client; one client holds a bounded share of the line', async () => {
+    const path = join(dir, 'fair');
+    await writeFile(path, `php:${KNOWN_2Y}\n`);
+    const order: string[] = [];
+    const release: (() => void)[] = [];
+    const users = await Htpasswd.open(path, {
+      maxConcurrent: 1,
+      maxQueued: 100,
+      maxQueuedPerClient: 3,
+      verifyHash: (password) =>
+        new Promise<boolean>((resolve) => {
+          order.push(password);
+          release.push(() => resolve(false));
+        }),
+    });
+    const pending = [1, 2, 3, 4].map((i) => users.verify('php', `flood-${i}`, 'flooder'));
+    await assert.rejects(users.verify('php', 'flood-5', 'flooder'), (err: unknown) => err instanceof LoginThrottled, 'a fourth waiting guess of one client');
+    pending.push(users.verify('php', 'other-1', 'other'), users.verify('php', 'other-2', 'other'));
+    while (release.length || order.length < 6) {
+      await new Promise((r) => setImmediate(r));
+      release.shift()?.();
+    }
+    await Promise.all(pending);
+    assert.deepEqual(order, ['flood-1', 'flood-2', 'other-1', 'flood-3', 'other-2', 'flood-4'], 'the other client does not wait behind the whole flood');
+  });
+
+  it('checks unknown users against a hash of the cost the file uses', async () => {
+    const path = join(dir, 'cost');
+    await writeFile(path, `${await htpasswdLine('a', 'pw', 4)}\n${await htpasswdLine('b', 'pw', 4)}\n${await htpasswdLine('c', 'pw', 6)}\n`);
+    const against: string[] = [];
+    const users = await Htpasswd.open(path, { verifyHash: async (_p, hash) => (against.push(hash), false) });
+    assert.equal(await users.verify('nobody', 'pw'), false);
+    assert.match(against[0]!, /^\$2[aby]\$04\$/);
   });
 });

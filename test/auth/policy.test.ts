@@ -1,7 +1,10 @@
 /** The access policy: YAML format, pattern matching, most-specific-rule-wins, groups, admins. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Policy } from '../../src/http/auth/policy.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Policy } from '../../src/auth/policy.js';
+import { ROOT } from '../helpers/registry.js';
 
 const YAML = `
 groups:
@@ -116,5 +119,34 @@ describe('access policy', () => {
       ['rules: [\n', /invalid YAML/],
     ];
     for (const [text, message] of bad) assert.throws(() => Policy.fromYaml(text, 'x.yaml'), message, text);
+  });
+
+  it('the example of docs/auth.md keeps everything below team-a/secret/ to its rule: ** covers nested names, * does not', async () => {
+    const doc = await readFile(join(ROOT, 'docs/auth.md'), 'utf8');
+    const example = /```yaml\n(# \/etc\/portfolio\/access\.yaml[\s\S]*?)```/.exec(doc)?.[1];
+    assert.ok(example, 'the policy example of docs/auth.md');
+    const documented = Policy.fromYaml(example, 'docs/auth.md');
+    for (const name of ['team-a/secret/x', 'team-a/secret/x/y', 'team-a/secret/x/y/z']) {
+      assert.equal([...documented.actions('alice', name)].join(','), 'pull', `alice reads ${name}`);
+      assert.equal(documented.actions('bob', name).size, 0, `a developer gets nothing in ${name}`);
+      assert.equal(documented.actions('dave', name).size, 0, `an authenticated user gets nothing in ${name}`);
+    }
+    const one = Policy.fromYaml('rules:\n  - repository: "s/**"\n    authenticated: [pull]\n  - repository: "s/secret/*"\n    users: {alice: [pull]}\n');
+    assert.equal(one.ruleFor('s/secret/x'), 's/secret/*');
+    assert.equal(one.ruleFor('s/secret/x/y'), 's/**', 'a nested name is not covered by *');
+    assert.equal([...one.actions('dave', 's/secret/x/y')].join(','), 'pull', 'so the wider rule lets others in there');
+    const any = Policy.fromYaml('rules:\n  - repository: "s/**"\n    authenticated: [pull]\n  - repository: "s/secret/**"\n    users: {alice: [pull]}\n');
+    assert.equal(any.ruleFor('s/secret/x/y'), 's/secret/**', 'a nested name is covered by **');
+    assert.equal(any.actions('dave', 's/secret/x/y').size, 0);
+  });
+
+  it('derives a superset of what a user may pull for the catalog: exact names and literal prefixes', () => {
+    assert.equal(policy.pullFilter('root'), null, 'admins: every name');
+    assert.equal(policy.pullFilter(null), null, 'anonymous callers may pull through "**": no narrowing');
+    const narrow = Policy.fromYaml('rules:\n  - repository: "team/**"\n    users: {dana: [pull]}\n  - repository: "x/app-*/y"\n    users: {dana: [pull]}\n  - repository: "solo"\n    users: {dana: [pull]}\n  - repository: "other/*"\n    users: {eve: [pull]}\n  - repository: "team/hidden"\n    users: {eve: [pull]}\n');
+    assert.deepEqual(narrow.pullFilter('dana'), { names: ['solo'], prefixes: ['x/app-', 'team'] });
+    assert.deepEqual(narrow.pullFilter('nobody'), { names: [], prefixes: [] });
+    for (const name of ['team', 'team/a/b', 'x/app-1/y', 'solo']) assert.ok(narrow.allows('dana', name, 'pull'), name);
+    assert.ok(!narrow.allows('dana', 'team/hidden', 'pull'), 'the exact check still removes what a more specific rule refuses');
   });
 });

@@ -356,5 +356,32 @@ export function contractSuite(inlineBlobBytes: number): void {
       for (const n of names) assert.ok(all.includes(n), n);
       assert.ok(!all.includes('zcat/empty'));
     });
+
+    test('a filter narrows the listing to exact names and name prefixes, and n counts what it lets through', async () => {
+      const names = ['zf/a', 'zf/ab', 'zf/b', 'zf/b/c', 'zfa', 'zf_x/1', 'zf-x', 'zg/a', 'zh'];
+      for (const n of names) await upload(registry.repository(parseRepositoryName(n)), randomBytes(10));
+      await registry.repository(parseRepositoryName('zf/empty')).uploads.start();
+      const list = async (filter: { names: string[]; prefixes: string[] }, n: number): Promise<string[][]> => {
+        const pages: string[][] = [];
+        let last: string | undefined;
+        for (;;) {
+          const page = await registry.catalog(last === undefined ? { n } : { n, last }, filter);
+          pages.push(page.items);
+          if (!page.more) return pages;
+          last = page.items[page.items.length - 1];
+          assert.ok(pages.length < 50, 'paging ends');
+        }
+      };
+      // `_` is literal here, never wildcards; a prefix ends where it says.
+      const filter = { names: ['zh', 'zf/b', 'nowhere'], prefixes: ['zf/a', 'zf_'] };
+      assert.deepEqual((await list(filter, 100)).flat(), ['zf/a', 'zf/ab', 'zf/b', 'zf_x/1', 'zh']);
+      const pages = await list(filter, 2);
+      assert.deepEqual(pages, [['zf/a', 'zf/ab'], ['zf/b', 'zf_x/1'], ['zh']]);
+      assert.deepEqual((await registry.catalog({ n: 10, last: 'zf/ab' }, filter)).items, ['zf/b', 'zf_x/1', 'zh']);
+      assert.deepEqual((await list({ names: [], prefixes: ['zf/'] }, 100)).flat(), ['zf/a', 'zf/ab', 'zf/b', 'zf/b/c'], 'an empty session is not listed');
+      assert.deepEqual((await list({ names: [], prefixes: [] }, 100)).flat(), [], 'an empty filter lets nothing through');
+      const everything = (await list({ names: [], prefixes: [''] }, 1000)).flat();
+      for (const n of ['zf/a', 'zg/a', 'zh', 'zfa']) assert.ok(everything.includes(n), `the empty prefix lets ${n} through`);
+    });
   });
 }

@@ -13,10 +13,12 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { freshEngine, runCli, startRegistry, ENGINE, type RunningRegistry } from '../helpers/registry.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, image, pushImage, sha256 } from '../helpers/oci.js';
+import { SPEC_ERROR_CODES } from '../http/util.js';
 import { send } from './util.js';
 
 const RUNS = Number(process.env.PORTFOLIO_FUZZ_RUNS ?? (ENGINE === 'sqlite-fs' ? 400 : 250));
 const PARALLEL = 8;
+const SPEC_CODES = new Set(SPEC_ERROR_CODES);
 
 describe('fuzzing', { timeout: 120_000 }, () => {
   let dataDir: string;
@@ -147,7 +149,13 @@ describe('fuzzing', { timeout: 120_000 }, () => {
           }),
         );
         sent += batch.length;
-        for (const r of replies) assert.ok(r.status < 500, `${r.method} ${r.target} -> ${r.status} ${r.text.slice(0, 300)}`);
+        for (const r of replies) {
+          assert.ok(r.status < 500, `${r.method} ${r.target} -> ${r.status} ${r.text.slice(0, 300)}`);
+          if (r.status >= 400 && r.text.startsWith('{')) {
+            const codes = (JSON.parse(r.text) as { errors?: { code?: string }[] }).errors?.map((e) => e.code) ?? [];
+            for (const code of codes) assert.ok(SPEC_CODES.has(code ?? ''), `${r.method} ${r.target} -> ${r.status} with code ${code}, not one of the spec's`);
+          }
+        }
         if (replies.some((r) => r.status === 0)) assert.equal((await send(registry.url, 'GET', '/v2/')).status, 200, 'the server is up after a cut connection');
       }),
       { numRuns: RUNS, endOnFailure: true },

@@ -54,7 +54,7 @@ describe('hostile uploads', { timeout: 30_000 }, () => {
     return { status: r.status, text: r.body, json: r.body ? JSON.parse(r.body) : null };
   }
 
-  it('abusive Content-Range values are 416 RANGE_INVALID and leave the session where it was', async () => {
+  it('abusive Content-Range values are 416 BLOB_UPLOAD_INVALID and leave the session where it was', async () => {
     const data = randomBytes(300);
     const location = await session();
     assert.equal((await patch(location, data.subarray(0, 100), { 'content-range': '0-99' })).status, 202);
@@ -65,10 +65,10 @@ describe('hostile uploads', { timeout: 30_000 }, () => {
     ];
     for (const range of ranges) {
       const r = await patchOnce(location, chunk, { 'content-range': range });
-      expectCode(r, 416, 'RANGE_INVALID', `Content-Range ${JSON.stringify(range)}`);
+      expectCode(r, 416, 'BLOB_UPLOAD_INVALID', `Content-Range ${JSON.stringify(range)}`);
       assert.equal(await offset(location), 100, `offset after Content-Range ${range}`);
     }
-    expectCode(await patchOnce(location, chunk.subarray(0, 50), { 'content-range': '100-199' }), 416, 'RANGE_INVALID', 'Content-Range and Content-Length disagree');
+    expectCode(await patchOnce(location, chunk.subarray(0, 50), { 'content-range': '100-199' }), 416, 'BLOB_UPLOAD_INVALID', 'Content-Range and Content-Length disagree');
     // The session is still good: the real next chunk and the commit work.
     assert.equal((await patch(location, chunk, { 'content-range': '100-199' })).status, 202);
     assert.equal((await send(registry.url, 'PUT', withDigest(location, sha256(data)), { 'content-type': 'application/octet-stream', 'content-range': '200-299' }, data.subarray(200))).status, 201);

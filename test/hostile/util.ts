@@ -99,6 +99,40 @@ export function stall(url: string, head: string | Buffer, keepWriting?: { every:
   });
 }
 
+/**
+ * Sends `head`, then `bytes` every `every` ms until the server closes the connection or
+ * `giveUpMs` passes (then the client closes it): how long it lasted and who closed it.
+ */
+export function dribble(
+  url: string,
+  head: string,
+  options: { every: number; bytes: string; giveUpMs: number },
+): Promise<{ ms: number; received: string; closedByServer: boolean }> {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const socket = connect({ host: u.hostname, port: Number(u.port) });
+    let received = '';
+    let gaveUp = false;
+    let drip: NodeJS.Timeout | undefined;
+    const giveUp = setTimeout(() => {
+      gaveUp = true;
+      socket.destroy();
+    }, options.giveUpMs);
+    socket.on('connect', () => {
+      socket.write(head);
+      drip = setInterval(() => socket.write(options.bytes), options.every);
+    });
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearInterval(drip);
+      clearTimeout(giveUp);
+      resolve({ ms: Date.now() - started, received, closedByServer: !gaveUp });
+    });
+  });
+}
+
 export interface Snapshot {
   repositories: string[];
   blobs: number;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { get } from 'node:http';
 import { blob, image, pushBlob, type Blob } from '../helpers/oci.js';
-import { http, pushImageOk, putManifest, expectStatus, expectError, expectNoBody, header, repoName, describeRes, OCTET, type Res, useRegistry } from './util.js';
+import { http, pushImageOk, putManifest, expectStatus, expectError, expectReason, expectNoBody, header, repoName, describeRes, OCTET, type Res, useRegistry } from './util.js';
 
 let base: string;
 useRegistry({}, (url) => (base = url));
@@ -74,12 +74,23 @@ describe('GET and HEAD blobs', () => {
     expectError(res, 404, ['BLOB_UNKNOWN', 'NAME_UNKNOWN']);
   });
 
-  for (const bad of ['sha256:abc', `sha256:${'g'.repeat(64)}`, `sha256:${'A'.repeat(64)}`, `sha256:${'a'.repeat(65)}`, 'nocolon', `sha512:${'a'.repeat(64)}`, 'sha256:']) {
-    test(`an invalid digest in the path (${bad.slice(0, 20)}) → 400 DIGEST_INVALID`, async () => {
+  const malformed = ['sha256:abc', `sha256:${'g'.repeat(64)}`, `sha256:${'A'.repeat(64)}`, `sha256:${'a'.repeat(65)}`, `sha512:${'a'.repeat(64)}`, 'sha256:', `md5:${'a'.repeat(32)}`];
+  for (const bad of malformed) {
+    test(`a malformed digest in the path (${bad.slice(0, 20)}) → 400 DIGEST_INVALID on GET, HEAD and DELETE`, async () => {
       const { repo } = await withBlob('blob-baddigest');
       expectError(await http(blobUrl(repo, bad)), 400, 'DIGEST_INVALID');
-      const head = await http(blobUrl(repo, bad), { method: 'HEAD' });
-      expectStatus(head, 400);
+      expectStatus(await http(blobUrl(repo, bad), { method: 'HEAD' }), 400);
+      expectError(await http(blobUrl(repo, bad), { method: 'DELETE' }), 400, 'DIGEST_INVALID');
+    });
+  }
+
+  // A path part that is no digest at all names no blob: not found, as in CNCF distribution.
+  for (const notDigest of ['nocolon', 'latest', '.bad']) {
+    test(`a path part that is no digest (${notDigest}) → 404 BLOB_UNKNOWN on GET, HEAD and DELETE`, async () => {
+      const { repo } = await withBlob('blob-notdigest');
+      expectError(await http(blobUrl(repo, notDigest)), 404, 'BLOB_UNKNOWN');
+      expectStatus(await http(blobUrl(repo, notDigest), { method: 'HEAD' }), 404);
+      expectError(await http(blobUrl(repo, notDigest), { method: 'DELETE' }), 404, 'BLOB_UNKNOWN');
     });
   }
 });
@@ -147,7 +158,7 @@ describe('Range requests', () => {
   for (const value of [`bytes=${SIZE}-`, `bytes=${SIZE}-${SIZE + 10}`, 'bytes=5000-6000', 'bytes=99999999999999999999-']) {
     test(`unsatisfiable ${value} → 416 with Content-Range: bytes */size and an error envelope`, async () => {
       const { res, b } = await range(value);
-      expectError(res, 416);
+      expectReason(res, 416, 'SIZE_INVALID', 'RANGE_NOT_SATISFIABLE');
       assert.equal(header(res, 'content-range'), `bytes */${b.size}`);
     });
   }
@@ -304,7 +315,7 @@ describe('DELETE blobs', () => {
     const img = image();
     await pushImageOk(base, repo, img, 'v1');
     for (const b of [img.config, ...img.layers]) {
-      expectError(await http(blobUrl(repo, b.digest), { method: 'DELETE' }), 409, 'BLOB_REFERENCED');
+      expectReason(await http(blobUrl(repo, b.digest), { method: 'DELETE' }), 409, 'DENIED', 'BLOB_REFERENCED');
       const res = await http(blobUrl(repo, b.digest));
       expectStatus(res, 200);
       expectBody(res, b.bytes);
@@ -375,7 +386,7 @@ describe('blob deletion racing a manifest push', () => {
         http(blobUrl(repo, victim.digest), { method: 'DELETE' }),
       ]);
       if (put.status === 201) {
-        expectError(del, 409, 'BLOB_REFERENCED');
+        expectReason(del, 409, 'DENIED', 'BLOB_REFERENCED');
         for (const b of [img.config, ...img.layers]) {
           const res = await http(blobUrl(repo, b.digest));
           expectStatus(res, 200);

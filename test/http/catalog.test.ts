@@ -1,8 +1,13 @@
 /** Conformance: GET /v2/_catalog — byte order and pagination like tags. */
-import { test, describe, before } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { image } from '../helpers/oci.js';
-import { http, pushImageOk, expectStatus, expectError, header, json, nextLink, byteSort, describeRes, type Res, useRegistry } from './util.js';
+import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { basicAuth, pushImageWith, writeHtpasswd } from '../auth/util.js';
+import { http, pushImageOk, expectStatus, expectError, expectReason, header, json, nextLink, byteSort, describeRes, type Res, useRegistry } from './util.js';
 
 let base: string;
 useRegistry({}, (url) => (base = url));
@@ -114,8 +119,72 @@ describe('catalog', () => {
   });
 
   for (const n of ['-1', 'abc', '2.5']) {
-    test(`n=${n} → 400 PAGINATION_NUMBER_INVALID`, async () => {
-      expectError(await http(catalogUrl(`?n=${n}`)), 400, 'PAGINATION_NUMBER_INVALID');
+    test(`n=${n} → 400 UNSUPPORTED (reason PAGINATION_NUMBER_INVALID)`, async () => {
+      expectReason(await http(catalogUrl(`?n=${n}`)), 400, 'UNSUPPORTED', 'PAGINATION_NUMBER_INVALID');
     });
   }
+});
+
+describe('catalog filtered by access (basic auth with a policy)', { timeout: 60_000 }, () => {
+  const POLICY = `
+admins:
+  users: [root]
+rules:
+  - repository: "team/**"
+    users:
+      dana: [pull]
+  - repository: "team/hidden"
+    users:
+      root: [pull]
+  - repository: "solo"
+    users:
+      dana: [pull]
+`;
+  // dana sees few of many; names around her prefixes (teamx, team-a, sol) must stay out.
+  const VISIBLE = ['solo', 'team', 'team/a', 'team/b', 'team/b/c'];
+  const HIDDEN = ['a0', 'a1', 'b/x', 'sol', 'solo/x', 'team-a', 'team/hidden', 'teamx', 'teamx/y', 'zz/1', 'zz/2', 'zz/3'];
+  let dir: string;
+  let registry: RunningRegistry;
+  const dana = { authorization: basicAuth('dana', 'dana-pw') };
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'portfolio-catalog-auth-'));
+    await writeHtpasswd(join(dir, 'htpasswd'), { root: 'root-pw', dana: 'dana-pw' });
+    await writeFile(join(dir, 'policy.yaml'), POLICY);
+    registry = await startRegistry({ args: ['--htpasswd', join(dir, 'htpasswd'), '--config', join(dir, 'policy.yaml')] });
+    const root = { authorization: basicAuth('root', 'root-pw') };
+    for (const name of [...VISIBLE, ...HIDDEN]) assert.equal((await pushImageWith(registry.url, name, image(), 'v1', root)).status, 201, name);
+  });
+  after(async () => {
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('lists only what the caller may pull, and n, last and Link page through exactly that', async () => {
+    const whole = await http(`${registry.url}/v2/_catalog`, { headers: dana });
+    assert.deepEqual(repositories(whole), VISIBLE);
+    assert.equal(whole.headers.get('link'), null);
+    for (const n of [1, 2, 3, 5]) {
+      const seen: string[] = [];
+      let url: URL | null = new URL(`${registry.url}/v2/_catalog?n=${n}`);
+      while (url) {
+        const res = await http(url, { headers: dana });
+        const page = repositories(res);
+        seen.push(...page);
+        url = nextLink(res, registry.url);
+        if (url) {
+          assert.equal(page.length, n, `n=${n}: a page followed by a Link is full`);
+          assert.equal(url.searchParams.get('last'), page[n - 1]);
+        }
+        assert.ok(seen.length <= VISIBLE.length, `n=${n}: no page beyond the visible names`);
+      }
+      assert.deepEqual(seen, VISIBLE, `n=${n}`);
+    }
+    assert.deepEqual(repositories(await http(`${registry.url}/v2/_catalog?last=team`, { headers: dana })), ['team/a', 'team/b', 'team/b/c']);
+    const middle = await http(`${registry.url}/v2/_catalog?n=2&last=solo`, { headers: dana });
+    assert.deepEqual(repositories(middle), ['team', 'team/a']);
+    assert.equal(nextLink(middle, registry.url)?.searchParams.get('last'), 'team/a');
+    const end = await http(`${registry.url}/v2/_catalog?n=2&last=team/b`, { headers: dana });
+    assert.deepEqual(repositories(end), ['team/b/c']);
+    assert.equal(end.headers.get('link'), null, 'hidden names after the last visible one do not make a Link');
+  });
 });

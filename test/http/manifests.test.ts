@@ -1,6 +1,7 @@
 /** Conformance: pushing, pulling, checking and deleting manifests of every supported type. */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import {
   blob,
   image,
@@ -15,7 +16,7 @@ import {
   OCI_CONFIG,
   type Image,
 } from '../helpers/oci.js';
-import { http, pushImageOk, putManifest, expectStatus, expectError, expectNoBody, header, location, json, reformat, repoName, describeRes, type Res, useRegistry } from './util.js';
+import { http, pushImageOk, putManifest, expectStatus, expectError, expectReason, expectNoBody, header, location, json, reformat, repoName, describeRes, type Res, useRegistry } from './util.js';
 
 let base: string;
 useRegistry({}, (url) => (base = url));
@@ -161,7 +162,7 @@ describe('manifest PUT validation', () => {
       }),
     );
     expectPutCreated(await putManifest(base, repo, 'v1', manifest, OCI_MANIFEST), sha256(manifest));
-    expectError(await http(`${base}/v2/${repo}/blobs/${sha512(layer)}`, { method: 'DELETE' }), 409, 'BLOB_REFERENCED');
+    expectReason(await http(`${base}/v2/${repo}/blobs/${sha512(layer)}`, { method: 'DELETE' }), 409, 'DENIED', 'BLOB_REFERENCED');
   });
 
   test('a missing config blob → 400 MANIFEST_BLOB_UNKNOWN', async () => {
@@ -323,12 +324,16 @@ describe('manifest PUT validation', () => {
     ['a leading "."', '.hidden'],
     ['a leading "-"', '-dash'],
     ['a forbidden character', 'a+b'],
+    ["the OCI conformance suite's invalid name", '.INVALID_MANIFEST_NAME'],
   ] as const) {
-    test(`a tag with ${what} → 400 TAG_INVALID`, async () => {
+    test(`a tag with ${what}: PUT → 400 TAG_INVALID; GET, HEAD, DELETE → 404 MANIFEST_UNKNOWN`, async () => {
       const repo = repoName('mf-badtag');
       const img = await prettyImage(repo);
       expectError(await putManifest(base, repo, encodeURIComponent(tag), img.manifest, img.mediaType), 400, 'TAG_INVALID');
-      expectError(await http(manifestUrl(repo, encodeURIComponent(tag))), 400, 'TAG_INVALID');
+      // A reference that cannot be a tag names no manifest (the OCI conformance suite, CNCF distribution).
+      expectError(await http(manifestUrl(repo, encodeURIComponent(tag))), 404, 'MANIFEST_UNKNOWN');
+      expectStatus(await http(manifestUrl(repo, encodeURIComponent(tag)), { method: 'HEAD' }), 404);
+      expectError(await http(manifestUrl(repo, encodeURIComponent(tag)), { method: 'DELETE' }), 404, 'MANIFEST_UNKNOWN');
     });
   }
 
@@ -534,7 +539,7 @@ describe('deleting manifests', () => {
       const idx = await prettyIndex(repo, mediaType);
       expectStatus(await putManifest(base, repo, 'multi', idx.manifest, idx.mediaType), 201);
       const child = (JSON.parse(idx.manifest.toString()) as { manifests: Array<{ digest: string }> }).manifests[0]!.digest;
-      expectError(await http(manifestUrl(repo, child), { method: 'DELETE' }), 409, 'MANIFEST_REFERENCED');
+      expectReason(await http(manifestUrl(repo, child), { method: 'DELETE' }), 409, 'DENIED', 'MANIFEST_REFERENCED');
       expectStatus(await http(manifestUrl(repo, child), { method: 'HEAD' }), 200);
       expectStatus(await http(manifestUrl(repo, idx.digest), { method: 'DELETE' }), 202);
       expectStatus(await http(manifestUrl(repo, child), { method: 'DELETE' }), 202);
@@ -567,10 +572,10 @@ describe('deleting manifests', () => {
     expectStatus(await putManifest(base, repo, 'multi', idx.manifest, idx.mediaType), 201);
   });
 
-  test('DELETE of a tag with an invalid name → 400 TAG_INVALID', async () => {
+  test('DELETE of a reference that cannot be a tag → 404 MANIFEST_UNKNOWN', async () => {
     const repo = repoName('mf-del-badtag');
     await pushImageOk(base, repo, image(), 'v1');
-    expectError(await http(manifestUrl(repo, '.bad'), { method: 'DELETE' }), 400, 'TAG_INVALID');
+    expectError(await http(manifestUrl(repo, '.bad'), { method: 'DELETE' }), 404, 'MANIFEST_UNKNOWN');
   });
 });
 
@@ -587,3 +592,98 @@ function paddedImage(size: number): Image {
   const manifest = Buffer.from(JSON.stringify(body));
   return { ...img, manifest, digest: sha256(manifest) };
 }
+
+describe('descriptors with urls, and the number of references', () => {
+  const FOREIGN = [
+    'application/vnd.oci.image.layer.nondistributable.v1.tar',
+    'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+    'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+    'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  ];
+  const urls = ['https://example.com/layer.tar.gz'];
+  const missing = () => ({ digest: sha256(randomBytes(16)), size: 1024 });
+  const manifestOf = (body: Record<string, unknown>, mediaType = OCI_MANIFEST) => Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType, ...body }));
+
+  for (const mediaType of [OCI_MANIFEST, DOCKER_MANIFEST]) {
+    test(`${mediaType}: random config and layer digests with urls → 400 MANIFEST_BLOB_UNKNOWN`, async () => {
+      const repo = repoName('mf-urls-random');
+      await pushBlob(base, repo, blob());
+      const manifest = manifestOf(
+        {
+          config: { mediaType: OCI_CONFIG, ...missing(), urls },
+          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...missing(), urls }],
+        },
+        mediaType,
+      );
+      expectError(await putManifest(base, repo, 'v1', manifest, mediaType), 400, 'MANIFEST_BLOB_UNKNOWN');
+      expectStatus(await http(manifestUrl(repo, 'v1'), { method: 'HEAD' }), 404);
+    });
+  }
+
+  test('an ordinary layer with urls must be in the repository even when the config is', async () => {
+    const repo = repoName('mf-urls-layer');
+    const config = blob('{}');
+    await pushBlob(base, repo, config);
+    const manifest = manifestOf({ config: { mediaType: OCI_CONFIG, digest: config.digest, size: config.size }, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...missing(), urls }] });
+    expectError(await putManifest(base, repo, 'v1', manifest, OCI_MANIFEST), 400, 'MANIFEST_BLOB_UNKNOWN');
+  });
+
+  test('a config with a foreign media type and urls is still checked', async () => {
+    const repo = repoName('mf-urls-config');
+    const layer = blob();
+    await pushBlob(base, repo, layer);
+    const manifest = manifestOf({ config: { mediaType: FOREIGN[0], ...missing(), urls }, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layer.digest, size: layer.size }] });
+    expectError(await putManifest(base, repo, 'v1', manifest, OCI_MANIFEST), 400, 'MANIFEST_BLOB_UNKNOWN');
+  });
+
+  test('non-distributable (foreign) layers with urls need not be pushed; without urls they must be', async () => {
+    const repo = repoName('mf-urls-foreign');
+    const config = blob('{"os":"windows"}');
+    await pushBlob(base, repo, config);
+    const configDescriptor = { mediaType: OCI_CONFIG, digest: config.digest, size: config.size };
+    const withUrls = manifestOf({ config: configDescriptor, layers: FOREIGN.map((mediaType) => ({ mediaType, ...missing(), urls })) });
+    expectStatus(await putManifest(base, repo, 'v1', withUrls, OCI_MANIFEST), 201);
+    expectStatus(await http(manifestUrl(repo, 'v1')), 200);
+    const withoutUrls = manifestOf({ config: configDescriptor, layers: [{ mediaType: FOREIGN[1], ...missing() }] });
+    expectError(await putManifest(base, repo, 'v2', withoutUrls, OCI_MANIFEST), 400, 'MANIFEST_BLOB_UNKNOWN');
+  });
+
+  // Layers may repeat a digest: the limit counts descriptors, so these stay cheap to store.
+  const LIMIT = 10_000;
+  const layerOf = (b: { digest: string; size: number }) => ({ mediaType: 'a/b', digest: b.digest, size: b.size });
+
+  test(`an image at the limit (config + ${LIMIT - 1} layers) is accepted; one more descriptor → 400 MANIFEST_INVALID naming the limit`, async () => {
+    const repo = repoName('mf-refs-cap');
+    const config = blob('{}');
+    const layer = blob();
+    for (const b of [config, layer]) await pushBlob(base, repo, b);
+    const configDescriptor = { mediaType: OCI_CONFIG, digest: config.digest, size: config.size };
+    const at = manifestOf({ config: configDescriptor, layers: Array.from({ length: LIMIT - 1 }, () => layerOf(layer)) });
+    expectStatus(await putManifest(base, repo, 'at', at, OCI_MANIFEST), 201);
+    const over = manifestOf({ config: configDescriptor, layers: Array.from({ length: LIMIT }, () => layerOf(layer)) });
+    const entry = expectError(await putManifest(base, repo, 'over', over, OCI_MANIFEST), 400, 'MANIFEST_INVALID')[0]!;
+    assert.match(String(entry.message), /10000/);
+    assert.deepEqual(entry.detail, { references: LIMIT + 1, limit: LIMIT });
+  });
+
+  test('33,000 distinct layers (under 4 MiB) → 400 MANIFEST_INVALID, not a server error', async () => {
+    const repo = repoName('mf-refs-33k');
+    const config = blob('{}');
+    await pushBlob(base, repo, config);
+    const layers = Array.from({ length: 33_000 }, () => layerOf(missing()));
+    const manifest = manifestOf({ config: { mediaType: OCI_CONFIG, digest: config.digest, size: config.size }, layers });
+    assert.ok(manifest.length < 4 * 1024 * 1024);
+    expectError(await putManifest(base, repo, 'v1', manifest, OCI_MANIFEST), 400, 'MANIFEST_INVALID');
+  });
+
+  test(`an index with ${LIMIT} entries is accepted; with a subject as well → 400 MANIFEST_INVALID`, async () => {
+    const repo = repoName('mf-refs-cap-index');
+    const child = await prettyImage(repo);
+    expectStatus(await putManifest(base, repo, child.digest, child.manifest, child.mediaType), 201);
+    const entry = { mediaType: child.mediaType, digest: child.digest, size: child.manifest.length };
+    const at = manifestOf({ manifests: Array.from({ length: LIMIT }, () => entry) }, OCI_INDEX);
+    expectStatus(await putManifest(base, repo, 'at', at, OCI_INDEX), 201);
+    const over = manifestOf({ manifests: Array.from({ length: LIMIT }, () => entry), subject: entry }, OCI_INDEX);
+    expectError(await putManifest(base, repo, 'over', over, OCI_INDEX), 400, 'MANIFEST_INVALID');
+  });
+});

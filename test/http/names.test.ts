@@ -1,4 +1,7 @@
-/** Conformance: repository names — multi-segment names everywhere, and NAME_INVALID. */
+/**
+ * Conformance: repository names — multi-segment names everywhere; a malformed name is not found
+ * on a lookup (404 NAME_UNKNOWN) and invalid on a write (400 NAME_INVALID).
+ */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -126,7 +129,7 @@ describe('names containing route keywords (valid per the name grammar)', () => {
   }
 });
 
-describe('invalid names → 400 NAME_INVALID', () => {
+describe('invalid names: lookups → 404 NAME_UNKNOWN, writes → 400 NAME_INVALID', () => {
   const INVALID: Array<[string, string]> = [
     ['uppercase', 'Bad'],
     ['uppercase in a later segment', 'good/Bad'],
@@ -165,14 +168,17 @@ describe('invalid names → 400 NAME_INVALID', () => {
     test(`${what} (${name})`, async () => {
       for (const [label, method, path, body, headers] of endpoints) {
         const res = await rawRequest(base, method, path(name), headers, body);
+        const lookup = method === 'GET' || method === 'DELETE';
         try {
-          expectError(res, 400, 'NAME_INVALID');
+          if (lookup) expectError(res, 404, 'NAME_UNKNOWN');
+          else expectError(res, 400, 'NAME_INVALID');
         } catch (e) {
           throw new Error(`${label}: ${(e as Error).message}`);
         }
       }
-      const head = await rawRequest(base, 'HEAD', `/v2/${name}/manifests/latest`);
-      expectStatus(head, 400);
+      for (const path of [`/v2/${name}/manifests/latest`, `/v2/${name}/blobs/${digest}`, `/v2/${name}/tags/list`]) {
+        expectStatus(await rawRequest(base, 'HEAD', path), 404);
+      }
     });
   }
 
@@ -190,5 +196,37 @@ describe('unknown repositories', () => {
 
   test('a valid multi-segment name that was never pushed → 404 NAME_UNKNOWN for tags list', async () => {
     expectError(await http(`${base}/v2/${repoName('names-unknown')}/deep/er/tags/list`), 404, 'NAME_UNKNOWN');
+  });
+});
+
+describe('malformed path parts other than names', () => {
+  const garbage = ['not-a-session', '..', 'x'.repeat(300), '%00', 'sha256:abc'];
+
+  test('an upload id that names no session → 404 BLOB_UPLOAD_UNKNOWN on GET, PATCH, PUT and DELETE', async () => {
+    const repo = repoName('names-upload-id');
+    await pushBlob(base, repo, blob());
+    const b = blob('abc');
+    for (const id of garbage) {
+      const url = `/v2/${repo}/blobs/uploads/${id}`;
+      expectError(await rawRequest(base, 'GET', url), 404, 'BLOB_UPLOAD_UNKNOWN');
+      expectError(await rawRequest(base, 'PATCH', url, { 'content-type': OCTET }, b.bytes), 404, 'BLOB_UPLOAD_UNKNOWN');
+      expectError(await rawRequest(base, 'PUT', `${url}?digest=${b.digest}`, { 'content-type': OCTET }, b.bytes), 404, 'BLOB_UPLOAD_UNKNOWN');
+      expectError(await rawRequest(base, 'DELETE', url), 404, 'BLOB_UPLOAD_UNKNOWN');
+    }
+  });
+
+  test('referrers of a subject that is no valid digest → 400 DIGEST_INVALID (the spec requires 400 there)', async () => {
+    const repo = repoName('names-referrers');
+    await pushImageOk(base, repo, image(), 'v1');
+    for (const subject of ['latest', 'sha256:abc', `md5:${'a'.repeat(32)}`]) {
+      expectError(await rawRequest(base, 'GET', `/v2/${repo}/referrers/${subject}`), 400, 'DIGEST_INVALID');
+    }
+  });
+});
+
+describe('the admin route', () => {
+  test('deleting a repository by a malformed name → 404 NAME_UNKNOWN (a lookup), as for an unknown one', async () => {
+    expectError(await rawRequest(base, 'DELETE', '/_portfolio/repositories/Bad/Name'), 404, 'NAME_UNKNOWN');
+    expectError(await rawRequest(base, 'DELETE', `/_portfolio/repositories/${repoName('names-admin-unknown')}`), 404, 'NAME_UNKNOWN');
   });
 });

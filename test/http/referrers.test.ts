@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { image, sha256, OCI_MANIFEST, OCI_INDEX, type Image } from '../helpers/oci.js';
-import { http, pushImageOk, putManifest, expectStatus, expectError, header, json, repoName, describeRes, type Res, useRegistry } from './util.js';
+import { http, pushImageOk, putManifest, expectStatus, expectError, header, json, nextLink, repoName, describeRes, type Res, useRegistry } from './util.js';
 
 let base: string;
 useRegistry({}, (url) => (base = url));
@@ -289,5 +289,56 @@ describe('referrers errors', () => {
     const res = await http(referrersUrl(repoName('ref-norepo'), sha256('x')));
     if (res.status === 404) expectError(res, 404, 'NAME_UNKNOWN');
     else assert.deepEqual(expectIndex(res), []);
+  });
+});
+
+describe('referrers paging', () => {
+  const LIMIT = 4 * 1024 * 1024;
+
+  /** Follows `Link: rel="next"` from the first page; each page is an index within the manifest size limit. */
+  async function allPages(first: string): Promise<{ pages: Descriptor[][]; links: URL[] }> {
+    const pages: Descriptor[][] = [];
+    const links: URL[] = [];
+    let url: string | null = first;
+    while (url !== null && pages.length < 20) {
+      const res = await http(url);
+      assert.ok(res.body.length <= LIMIT, `a referrers page is ${res.body.length} bytes, over the manifest limit`);
+      pages.push(expectIndex(res));
+      const next = nextLink(res, base);
+      if (next) links.push(next);
+      url = next?.toString() ?? null;
+    }
+    return { pages, links };
+  }
+
+  test('a list larger than a manifest is paged with Link; every referrer appears once, in digest order', async () => {
+    const repo = repoName('ref-pages');
+    const subject = image();
+    await pushImageOk(base, repo, subject, 'v1');
+    const big = (artifactType: string) => image({ subject: subjectOf(subject), artifactType, annotations: { pad: 'x'.repeat(1_200_000) } });
+    const referrersPushed = [big(SIG), big(SIG), big(SIG), big(SIG), image({ subject: subjectOf(subject), artifactType: SBOM }), image({ subject: subjectOf(subject), artifactType: SBOM })];
+    for (const r of referrersPushed) await pushReferrer(repo, r, subject.digest);
+
+    const all = await allPages(referrersUrl(repo, subject.digest));
+    assert.ok(all.pages.length >= 2, `expected several pages, got ${all.pages.length}`);
+    const listed = all.pages.flat().map((d) => d.digest);
+    assert.deepEqual(listed, digests(referrersPushed.map((r) => ({ mediaType: r.mediaType, digest: r.digest, size: r.manifest.length }))));
+
+    const filtered = await allPages(referrersUrl(repo, subject.digest, `?artifactType=${encodeURIComponent(SIG)}`));
+    assert.ok(filtered.pages.length >= 2, `expected several filtered pages, got ${filtered.pages.length}`);
+    for (const link of filtered.links) assert.equal(link.searchParams.get('artifactType'), SIG, `the Link keeps the filter: ${link.toString()}`);
+    const sigs = filtered.pages.flat();
+    assert.ok(sigs.every((d) => d.artifactType === SIG));
+    assert.equal(sigs.length, 4);
+  });
+
+  test('a list that fits in one manifest has no Link', async () => {
+    const repo = repoName('ref-onepage');
+    const subject = image();
+    await pushImageOk(base, repo, subject, 'v1');
+    await pushReferrer(repo, image({ subject: subjectOf(subject), artifactType: SBOM }), subject.digest);
+    const res = await http(referrersUrl(repo, subject.digest));
+    assert.equal(expectIndex(res).length, 1);
+    assert.equal(res.headers.get('link'), null);
   });
 });

@@ -2,7 +2,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { image } from '../helpers/oci.js';
-import { http, pushImageOk, putManifest, expectStatus, expectError, header, json, nextLink, byteSort, repoName, describeRes, type Res, useRegistry } from './util.js';
+import { http, pushImageOk, putManifest, expectStatus, expectError, expectReason, header, json, nextLink, byteSort, repoName, describeRes, type Res, useRegistry } from './util.js';
 
 let base: string;
 useRegistry({}, (url) => (base = url));
@@ -171,10 +171,10 @@ describe('tag listing errors', () => {
   });
 
   for (const n of ['-1', 'abc', '1.5', '0x10']) {
-    test(`n=${n} → 400 PAGINATION_NUMBER_INVALID`, async () => {
+    test(`n=${n} → 400 UNSUPPORTED (reason PAGINATION_NUMBER_INVALID)`, async () => {
       const repo = repoName('tags-badn');
       await tagged(repo, ['x']);
-      expectError(await http(listUrl(repo, `?n=${encodeURIComponent(n)}`)), 400, 'PAGINATION_NUMBER_INVALID');
+      expectReason(await http(listUrl(repo, `?n=${encodeURIComponent(n)}`)), 400, 'UNSUPPORTED', 'PAGINATION_NUMBER_INVALID');
     });
   }
 });

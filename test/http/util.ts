@@ -143,6 +143,24 @@ export function expectError(res: Res, status: number | number[], codes?: string 
   return expectEnvelope(res, codes);
 }
 
+/**
+ * The codes an error body may carry: distribution-spec v1.1.1 "Error Codes", plus TAG_INVALID,
+ * which the spec names among the legacy codes clients may meet.
+ */
+export const SPEC_ERROR_CODES: readonly string[] = [
+  'BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID',
+  'MANIFEST_UNKNOWN', 'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS',
+  'TAG_INVALID',
+];
+
+/** An error answered with a spec code whose Portfolio-specific reason is in `detail.reason`. */
+export function expectReason(res: Res, status: number, code: string, reason: string): ErrorEntry {
+  const entry = expectError(res, status, code)[0]!;
+  const detail = entry.detail as { reason?: unknown } | null | undefined;
+  assert.equal(detail?.reason, reason, `expected detail.reason ${reason}:\n${describeRes(res)}`);
+  return entry;
+}
+
 export function expectEnvelope(res: Res, codes?: string | string[]): ErrorEntry[] {
   const contentType = res.headers.get('content-type') ?? '';
   assert.match(contentType, /^application\/json\s*(;|$)/i, `error response must be application/json:\n${describeRes(res)}`);
@@ -160,6 +178,7 @@ export function expectEnvelope(res: Res, codes?: string | string[]): ErrorEntry[
     const entry = e as ErrorEntry;
     assert.equal(typeof entry.code, 'string', `error code must be a string:\n${describeRes(res)}`);
     assert.match(entry.code, /^[A-Z_]+$/, `error code must be uppercase letters and underscores:\n${describeRes(res)}`);
+    assert.ok(SPEC_ERROR_CODES.includes(entry.code), `error code ${entry.code} is not one of the spec's:\n${describeRes(res)}`);
     if ('message' in entry) assert.equal(typeof entry.message, 'string', `error message must be a string:\n${describeRes(res)}`);
   }
   if (codes !== undefined) {

@@ -37,8 +37,10 @@
  *   completion of the same state, after a crash before the metadata committed, is a no-op. The
  *   segment at the key stays readable until the final object replaces it, and the final object
  *   begins with the same bytes, so old states stay readable too.
- * - Memory: one part buffer (PART_SIZE, 8 MiB) per running append, never the whole body; two
- *   spare buffers are kept for reuse (allocating one per append doubled the CPU of 8 MiB appends).
+ * - Memory: at most one part buffer (PART_SIZE, 8 MiB) per running append, never the whole body,
+ *   grown as the bytes arrive (part-buffer.ts: a slow client holds what it sent, not a part); two
+ *   full-size buffers are kept for reuse (allocating one per append doubled the CPU of 8 MiB
+ *   appends).
  *   Parts are sent one at a time, after the buffer filled: receiving and sending overlap only
  *   through the sockets' buffers (measured: 256 MiB in one append ~115-160 MB/s, in 8 MiB
  *   appends ~60-100 MB/s including the copy at completion).
@@ -72,6 +74,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { ByteRange } from '../../core/interfaces.js';
 import type { ObjectInfo, ObjectStore } from './object-store.js';
+import { PartBuffer, PartPool } from './part-buffer.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -115,7 +118,7 @@ export class S3ObjectStore implements ObjectStore {
   readonly minChunkBytes = MIN_PART;
   private readonly partSize: number;
   private readonly maxParts: number;
-  private readonly spare: Buffer[] = [];
+  private readonly pool: PartPool;
 
   constructor(
     private readonly client: S3Client,
@@ -130,6 +133,7 @@ export class S3ObjectStore implements ObjectStore {
     if (!Number.isInteger(this.partSize) || this.partSize < MIN_PART || this.partSize > 1024 * MiB) {
       throw new Error(`S3 part size must be an integer between 5 MiB and 1 GiB, not ${this.partSize}`);
     }
+    this.pool = new PartPool(this.partSize, SPARE_BUFFERS);
   }
 
   // ---- keys --------------------------------------------------------------------------------
@@ -254,16 +258,8 @@ export class S3ObjectStore implements ObjectStore {
     // Invariant of the state: the trailing small segments hold less than one part.
     if (pendingBytes >= MIN_PART) throw new Error(`S3 upload ${key}: invalid state (${pendingBytes} bytes in small segments)`);
 
-    const buffer = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.partSize);
-    const writer = new SegmentWriter(
-      this,
-      key,
-      first ? '' : nonce(),
-      buffer,
-      pendingBytes,
-      () => this.readSegments(key, pending, buffer, 0),
-      this.maxParts,
-    );
+    const part = new PartBuffer(this.pool);
+    const writer = new SegmentWriter(this, key, first ? '' : nonce(), part, pendingBytes, (target) => this.readSegments(key, pending, target), this.maxParts);
     try {
       let received = 0;
       for await (const data of body) {
@@ -272,7 +268,7 @@ export class S3ObjectStore implements ObjectStore {
         await writer.write(chunk);
       }
       if (received === 0) {
-        if (this.spare.length < SPARE_BUFFERS) this.spare.push(buffer);
+        this.pool.release(part);
         return { state, size: st.n };
       }
       let kept: Segment[];
@@ -281,9 +277,8 @@ export class S3ObjectStore implements ObjectStore {
         kept = st.s.slice(0, smallFrom);
         added = await writer.endStreaming();
       } else if (first || pendingBytes + received >= MIN_PART) {
-        await this.readSegments(key, pending, buffer, 0);
         kept = st.s.slice(0, smallFrom);
-        added = [await writer.endBuffered(pendingBytes)];
+        added = [await writer.endBuffered(pendingBytes, (target) => this.readSegments(key, pending, target))];
       } else {
         // A small segment: merge only the trailing small segments no larger than what it holds
         // so far, so that each byte is re-read a logarithmic number of times.
@@ -294,15 +289,13 @@ export class S3ObjectStore implements ObjectStore {
           count++;
         }
         const merged = pending.slice(pending.length - count);
-        const mergedBytes = sum(merged);
-        await this.readSegments(key, merged, buffer, pendingBytes - mergedBytes);
         kept = st.s.slice(0, st.s.length - count);
-        added = [await writer.endBuffered(mergedBytes)];
+        added = [await writer.endBuffered(sum(merged), (target) => this.readSegments(key, merged, target))];
       }
       const next: UploadStateV1 = { v: 1, n: st.n + received, s: [...kept, ...added] };
       if (sum(next.s) !== next.n) throw new Error(`S3 upload ${key}: internal size mismatch`);
       // Every request that used the buffer has finished (after a failure one might still hold it).
-      if (this.spare.length < SPARE_BUFFERS) this.spare.push(buffer);
+      this.pool.release(part);
       return { state: encodeState(next), size: next.n };
     } catch (err) {
       await writer.discard();
@@ -310,15 +303,16 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  /** Reads whole segments, in order, into `buffer` from `at`. */
-  private async readSegments(key: string, segments: Segment[], buffer: Buffer, at: number): Promise<void> {
+  /** Reads whole segments, in order, into `target` (exactly their size). */
+  private async readSegments(key: string, segments: Segment[], target: Buffer): Promise<void> {
+    let at = 0;
     for (const [name, size] of segments) {
       const stream = await this.get(this.segmentKey(key, name), { start: 0, end: size - 1 });
       let got = 0;
       for await (const data of stream) {
         const chunk = data as Buffer;
         if (got + chunk.length > size) throw new Error(`S3 upload ${key}: segment ${name || '(key)'} is longer than recorded`);
-        chunk.copy(buffer, at + got);
+        chunk.copy(target, at + got);
         got += chunk.length;
       }
       if (got !== size) throw new Error(`S3 upload ${key}: segment ${name || '(key)'} has ${got} bytes, expected ${size}`);
@@ -359,7 +353,7 @@ export class S3ObjectStore implements ObjectStore {
     } else if (!(await this.completedBefore(target, marker, size))) {
       if (size < MIN_PART) {
         const buffer = Buffer.allocUnsafe(size);
-        await this.readSegments(key, segments, buffer, 0);
+        await this.readSegments(key, segments, buffer);
         await this.client.send(
           new PutObjectCommand({ Bucket: this.bucket, Key: target, Body: buffer, ContentLength: size, Metadata: { [MARKER]: marker } }),
         );
@@ -438,7 +432,7 @@ export class S3ObjectStore implements ObjectStore {
           return { PartNumber, ETag: out.CopyPartResult?.ETag };
         }
         const buffer = Buffer.allocUnsafe(job.size);
-        await this.readSegments(key, job.segments, buffer, 0);
+        await this.readSegments(key, job.segments, buffer);
         const out = await this.client.send(
           new UploadPartCommand({ Bucket: this.bucket, Key: target, UploadId: uploadId, PartNumber, Body: buffer, ContentLength: job.size }),
         );
@@ -536,14 +530,17 @@ export class S3ObjectStore implements ObjectStore {
 }
 
 /**
- * Writes one append's segment: the pending (small, earlier) segments' bytes, read back into the
- * start of the part buffer, then the append's body. Parts go out as the buffer fills; the segment
- * is a PutObject when it fits in one buffer, otherwise a multipart upload completed at the end.
+ * Writes one append's segment: the pending (small, earlier) segments' bytes, read back in front
+ * of the append's body, then the body. The body's bytes go to the start of the part buffer as
+ * they arrive; the pending bytes are read in front of them (shifting them) only when the first
+ * part goes out or the segment ends. Parts go out as a part's worth has arrived; the segment is
+ * a PutObject when it fits in one part, otherwise a multipart upload completed at the end.
  */
 class SegmentWriter {
-  /** Bytes in the buffer, counting the room reserved for the pending bytes until they are loaded. */
-  private fill: number;
-  private pendingLoaded: boolean;
+  /** Bytes of the current part in the buffer. */
+  private fill = 0;
+  /** Pending bytes that belong in front of the first part and are not loaded yet. */
+  private pendingLeft: number;
   private uploadId: string | undefined;
   private readonly parts: CompletedPart[] = [];
   /** Segments already completed because a multipart upload reached S3's part limit. */
@@ -557,32 +554,39 @@ class SegmentWriter {
     private readonly key: string,
     private name: string,
     /** One part: the only bytes of the body held in memory. */
-    private readonly buffer: Buffer,
-    private readonly pendingBytes: number,
-    private readonly loadPending: () => Promise<void>,
+    private readonly part: PartBuffer,
+    pendingBytes: number,
+    private readonly loadPending: (target: Buffer) => Promise<void>,
     private readonly maxParts: number,
   ) {
-    this.partSize = buffer.length;
-    this.fill = pendingBytes;
-    this.pendingLoaded = pendingBytes === 0;
+    this.partSize = part.capacity;
+    this.pendingLeft = pendingBytes;
   }
 
   async write(chunk: Buffer): Promise<void> {
     let offset = 0;
     while (offset < chunk.length) {
       // Flush lazily, once more bytes arrive: an append of exactly one part stays a PutObject.
-      if (this.fill === this.partSize) await this.flush();
-      const n = Math.min(chunk.length - offset, this.partSize - this.fill);
-      chunk.copy(this.buffer, this.fill, offset, offset + n);
+      if (this.pendingLeft + this.fill === this.partSize) await this.flush();
+      const n = Math.min(chunk.length - offset, this.partSize - this.pendingLeft - this.fill);
+      chunk.copy(this.part.reserve(this.fill + n), this.fill, offset, offset + n);
       this.fill += n;
       offset += n;
     }
   }
 
+  /** Moves the buffered bytes up by `bytes` and loads that many in front of them. */
+  private async prepend(bytes: number, load: (target: Buffer) => Promise<void>): Promise<void> {
+    const buffer = this.part.reserve(bytes + this.fill);
+    buffer.copyWithin(bytes, 0, this.fill);
+    await load(buffer.subarray(0, bytes));
+    this.fill += bytes;
+  }
+
   private async flush(): Promise<void> {
-    if (!this.pendingLoaded) {
-      await this.loadPending();
-      this.pendingLoaded = true;
+    if (this.pendingLeft > 0) {
+      await this.prepend(this.pendingLeft, this.loadPending);
+      this.pendingLeft = 0;
     }
     if (this.parts.length === this.maxParts) {
       // S3 allows 10,000 parts: seal this segment and go on in a new staging object.
@@ -601,7 +605,7 @@ class SegmentWriter {
         Key: key,
         UploadId: this.uploadId,
         PartNumber,
-        Body: this.buffer.subarray(0, this.fill),
+        Body: this.part.bytes.subarray(0, this.fill),
         ContentLength: this.fill,
       }),
     );
@@ -626,23 +630,19 @@ class SegmentWriter {
     return this.uploadId !== undefined;
   }
 
-  /** Ends a segment whose parts went out: the buffer is its last part. */
+  /** Ends a segment whose parts went out (so the pending bytes are in it): the buffer is its last part. */
   async endStreaming(): Promise<Segment[]> {
     if (this.fill > 0) await this.flush();
     await this.completeMultipart();
     return this.sealed;
   }
 
-  /**
-   * Ends a segment that is all in the buffer: `mergedBytes` of the pending bytes, already loaded
-   * right before the body, are kept in front of it.
-   */
-  async endBuffered(mergedBytes: number): Promise<Segment> {
+  /** Ends a segment that is all in the buffer, with `mergedBytes` (loaded by `load`) in front of the body. */
+  async endBuffered(mergedBytes: number, load: (target: Buffer) => Promise<void>): Promise<Segment> {
+    if (mergedBytes > 0) await this.prepend(mergedBytes, load);
     const { client, bucket, key } = this.store.target(this.key, this.name);
-    const start = this.pendingBytes - mergedBytes;
-    const size = this.fill - start;
-    await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: this.buffer.subarray(start, this.fill), ContentLength: size }));
-    return [this.name, size];
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: this.part.bytes.subarray(0, this.fill), ContentLength: this.fill }));
+    return [this.name, this.fill];
   }
 
   /** Abandons an unfinished multipart upload (best effort). */

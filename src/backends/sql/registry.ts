@@ -1,5 +1,5 @@
 /** The SQL backend: metadata in SQLite or PostgreSQL, bytes in an ObjectStore. */
-import type { Page, PageRequest, Registry, Repository } from '../../core/interfaces.js';
+import type { CatalogFilter, Page, PageRequest, Registry, Repository } from '../../core/interfaces.js';
 import type { FsckOptions, FsckReport, GcOptions, GcReport, Maintenance, Usage } from '../../core/maintenance.js';
 import type { RepositoryName } from '../../core/names.js';
 import type { ObjectStore } from '../objects/object-store.js';
@@ -40,8 +40,9 @@ export class SqlRegistry implements Registry, Maintenance {
     };
   }
 
-  async catalog(page: PageRequest): Promise<Page> {
+  async catalog(page: PageRequest, filter?: CatalogFilter): Promise<Page> {
     const limit = pageLimit(page.n, this.ctx.options.maxPageSize);
+    if (filter && filter.names.length === 0 && filter.prefixes.length === 0) return { items: [], more: false };
     // A repository appears once it holds something: an abandoned upload does not list it.
     let query = this.ctx.database.db
       .selectFrom('repositories as r')
@@ -52,6 +53,15 @@ export class SqlRegistry implements Registry, Maintenance {
           exists(selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.repository_id', '=', 'r.id')),
         ]),
       );
+    if (filter) {
+      // Each prefix is a range of the name index: [prefix, prefix with its last character + 1).
+      query = query.where(({ or, and, eb }) =>
+        or([
+          ...(filter.names.length ? [eb('r.name', 'in', [...filter.names])] : []),
+          ...filter.prefixes.map((p) => (p === '' ? eb.lit(true) : and([eb('r.name', '>=', p), eb('r.name', '<', successor(p))]))),
+        ]),
+      );
+    }
     if (page.last !== undefined) query = query.where('r.name', '>', page.last);
     return pageOf(await query.orderBy('r.name').limit(limit + 1).execute(), limit);
   }
@@ -128,4 +138,9 @@ export class SqlRegistry implements Registry, Maintenance {
     await this.ctx.objects.close();
     await this.ctx.database.close();
   }
+}
+
+/** The least string above every string that starts with `prefix` (names are ASCII). */
+function successor(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }

@@ -1,37 +1,60 @@
 /**
  * The access hook of the http layer. The server only knows this interface: every route says
- * what it needs (an action on a repository, the catalog, or just a valid identity for `/v2/`),
- * and an Authorizer, built by the cli from flags, answers with the caller's grant or throws the
- * spec's error (401 UNAUTHORIZED with a challenge, 403 DENIED). With no Authorizer the registry
- * is anonymous with full access.
+ * what it needs (an action on a repository, with a mount's source; the catalog; the admin
+ * routes; or just a valid identity for `/v2/`), and an Authorizer, built by the cli from flags,
+ * decides once for the request: it throws the spec's error (401 UNAUTHORIZED with a challenge,
+ * 403 DENIED, 429 TOOMANYREQUESTS) or answers with the plain facts the handler needs. Handlers
+ * never see who the caller is or what else they may do. With no Authorizer the registry is
+ * anonymous with full access (`FULL_ACCESS`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError, type ErrorCode } from '../../core/errors.js';
+import type { CatalogFilter } from '../../core/interfaces.js';
+import type { RepositoryName } from '../../core/names.js';
+import type { Action } from '../../auth/actions.js';
 
-/** What a repository request needs: pull for GET/HEAD, push for POST/PATCH/PUT, delete for DELETE. */
-export type Action = 'pull' | 'push' | 'delete';
-export const ACTIONS: readonly Action[] = ['pull', 'push', 'delete'];
+export { ACTIONS, type Action } from '../../auth/actions.js';
 
 export type Need =
   /** `GET /v2/`: any valid, authenticated identity. */
   | { kind: 'login' }
-  /** `GET /v2/_catalog`: the right to list (the list is then filtered by `Grant.mayPull`). */
+  /** `GET /v2/_catalog`: the right to list; the decision says which names the caller sees. */
   | { kind: 'catalog' }
-  /** Portfolio's admin routes (`/_portfolio/…`): admins only. */
+  /** Portfolio's admin routes (`/_portfolio/…`). */
   | { kind: 'admin' }
-  | { kind: 'repository'; name: string; action: Action };
+  | {
+      kind: 'repository';
+      name: RepositoryName;
+      action: Action;
+      /**
+       * A cross-repository mount the request asks for: the `from` repository as sent (it may be
+       * invalid), or null for a mount from any repository. Absent: no mount.
+       */
+      mountFrom?: string | null;
+    };
 
-/** What an authorized caller may do beyond the checked need. */
-export interface Grant {
-  /** True when the caller may read every repository (admins; no filtering of the catalog). */
-  readonly all: boolean;
-  /** Whether the caller may pull `name`: catalog filtering and cross-repository mount sources. */
-  mayPull(name: string): boolean;
+/** Which repository names a caller may see in the catalog. */
+export interface CatalogVisibility {
+  /** A superset of the visible names that the backend narrows the listing with. */
+  filter: CatalogFilter;
+  /** The exact decision for one name. */
+  visible(name: string): boolean;
 }
 
+/** What was decided beyond "the request may proceed". */
+export interface Decision {
+  /** For a repository need with `mountFrom`: whether the mount may be tried. */
+  mountAllowed: boolean;
+  /** For the catalog: the names the caller may see; absent, every name. */
+  catalog?: CatalogVisibility;
+}
+
+/** The decision without access control: everything is allowed and visible. */
+export const FULL_ACCESS: Decision = { mountAllowed: true };
+
 export interface Authorizer {
-  /** Resolves with the caller's grant when the request may proceed, else throws a RegistryError. */
-  authorize(req: IncomingMessage, need: Need): Promise<Grant>;
+  /** Resolves with the decision when the request may proceed, else throws a RegistryError. */
+  authorize(req: IncomingMessage, need: Need): Promise<Decision>;
   /**
    * Serves the authorizer's own endpoints outside `/v2/` (the token endpoint). Resolves false
    * for a path it does not own.

@@ -14,9 +14,9 @@ import { ErrorCode, RegistryError } from '../../core/errors.js';
 import { readBody } from '../request.js';
 import { sendJson } from '../respond.js';
 import type { AccessControl } from './access.js';
-import { decodeBasic } from './htpasswd.js';
+import { decodeBasic } from './basic.js';
 import { ErrorWithHeaders } from './authorizer.js';
-import { formatScope, parseScopes, refreshBinding, type AccessEntry } from './tokens.js';
+import { formatScope, parseScopes, refreshBinding, type AccessEntry } from '../../auth/tokens.js';
 
 export const TOKEN_PATH = '/auth/token';
 const MAX_FORM_BYTES = 16 * 1024;
@@ -41,7 +41,7 @@ async function getToken(ac: AccessControl, req: IncomingMessage, res: ServerResp
   const header = req.headers.authorization;
   if (header !== undefined) {
     const credentials = /^basic /i.test(header) ? decodeBasic(header.slice(6).trim()) : null;
-    if (!credentials || !(await ac.checkPassword(credentials.user, credentials.password))) {
+    if (!credentials || !(await ac.checkPassword(req, credentials.user, credentials.password))) {
       throw new ErrorWithHeaders(401, ErrorCode.UNAUTHORIZED, 'invalid username or password', null, basicChallenge(ac));
     }
     user = credentials.user;
@@ -84,7 +84,7 @@ async function postToken(ac: AccessControl, req: IncomingMessage, res: ServerRes
     const username = form.get('username');
     const password = form.get('password');
     if (!username || password === null) return oauthError(res, 400, 'invalid_request', 'username and password are required');
-    if (!(await ac.checkPassword(username, password))) return oauthError(res, 401, 'invalid_grant', 'invalid username or password');
+    if (!(await ac.checkPassword(req, username, password))) return oauthError(res, 401, 'invalid_grant', 'invalid username or password');
     user = username;
     if (form.get('access_type') === 'offline') refreshToken = await refreshTokenFor(ac, user);
   } else if (grantType === 'refresh_token') {

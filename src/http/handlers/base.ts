@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Page, PageRequest, Registry } from '../../core/interfaces.js';
+import type { CatalogVisibility } from '../auth/authorizer.js';
 import { nextLink, sendJson } from '../respond.js';
 import { parsePage } from '../request.js';
 
@@ -10,12 +11,12 @@ export async function handleBase(_req: IncomingMessage, res: ServerResponse): Pr
 
 /**
  * `GET /v2/_catalog`: repository names in byte order, paged with `n`/`last` and `Link`. With
- * auth on, `visible` filters it down to what the caller may pull.
+ * auth on, `visibility` narrows it down to what the caller may see.
  */
-export async function handleCatalog(registry: Registry, res: ServerResponse, query: URLSearchParams, visible?: (name: string) => boolean): Promise<void> {
+export async function handleCatalog(registry: Registry, res: ServerResponse, query: URLSearchParams, visibility?: CatalogVisibility): Promise<void> {
   const request = parsePage(query);
   if (request.n === 0) return sendJson(res, 200, { repositories: [] });
-  const page = visible ? await filteredCatalog(registry, request, visible) : await registry.catalog(request);
+  const page = visibility ? await filteredCatalog(registry, request, visibility) : await registry.catalog(request);
   const headers: Record<string, string> = {};
   const last = page.items[page.items.length - 1];
   if (page.more && last !== undefined) headers.Link = nextLink('/v2/_catalog', request.n ?? page.items.length, last);
@@ -26,16 +27,17 @@ export async function handleCatalog(registry: Registry, res: ServerResponse, que
 const MAX_FILTERED_PAGE = 10_000;
 
 /**
- * Reads the backend's pages until `n` visible names are found, then on to the next visible one,
- * so that `more` (and the `Link` header) is true only when another page holds something.
+ * Reads the backend's pages, narrowed by the visibility's filter, until `n` visible names are
+ * found, then on to the next visible one, so that `more` (and the `Link` header) is true only
+ * when another page holds something.
  */
-async function filteredCatalog(registry: Registry, request: PageRequest, visible: (name: string) => boolean): Promise<Page> {
+async function filteredCatalog(registry: Registry, request: PageRequest, { filter, visible }: CatalogVisibility): Promise<Page> {
   const limit = Math.min(request.n ?? MAX_FILTERED_PAGE, MAX_FILTERED_PAGE);
   const batch = Math.min(MAX_FILTERED_PAGE, Math.max(100, 2 * limit));
   const items: string[] = [];
   let last = request.last;
   for (;;) {
-    const page = await registry.catalog(last === undefined ? { n: batch } : { n: batch, last });
+    const page = await registry.catalog(last === undefined ? { n: batch } : { n: batch, last }, filter);
     for (const name of page.items) {
       if (!visible(name)) continue;
       if (items.length === limit) return { items, more: true };

@@ -1,14 +1,24 @@
 import { pipeline } from 'node:stream/promises';
-import { parseDigest } from '../../core/digest.js';
+import { parseDigest, type Digest } from '../../core/digest.js';
 import { errors } from '../../core/errors.js';
 import type { RequestContext } from '../context.js';
 import type { MethodTable } from '../router.js';
 import { parseRange } from '../request.js';
 import { sendEmpty, sendError } from '../respond.js';
 
+/**
+ * The blob a lookup names: a path part that is no digest at all names no blob (404); one that
+ * means to be a digest (`algorithm:…`) but is malformed or of an unknown algorithm is
+ * DIGEST_INVALID (400), as for manifest references.
+ */
+function blobDigest(param: string): Digest {
+  if (!param.includes(':')) throw errors.blobUnknown(param);
+  return parseDigest(param);
+}
+
 /** `GET|HEAD /v2/<name>/blobs/<digest>`, with single byte ranges. */
 async function getBlob({ registry, name, param, req, res }: RequestContext): Promise<void> {
-  const digest = parseDigest(param);
+  const digest = blobDigest(param);
   const blobs = registry.repository(name).blobs;
   const head = req.method === 'HEAD';
   const handle = head ? null : await blobs.open(digest);
@@ -27,7 +37,7 @@ async function getBlob({ registry, name, param, req, res }: RequestContext): Pro
   };
   const range = parseRange(req.headers.range, info.size);
   if (range === 'unsatisfiable') {
-    return sendError(res, errors.rangeInvalid('requested range not satisfiable', { size: info.size }), { 'Content-Range': `bytes */${info.size}` });
+    return sendError(res, errors.rangeNotSatisfiable(info.size), { 'Content-Range': `bytes */${info.size}` });
   }
   if (range) {
     headers['Content-Range'] = `bytes ${range.start}-${range.end}/${info.size}`;
@@ -49,7 +59,7 @@ async function getBlob({ registry, name, param, req, res }: RequestContext): Pro
 
 /** `DELETE /v2/<name>/blobs/<digest>`: unlinks the blob from the repository. */
 async function deleteBlob({ registry, name, param, res }: RequestContext): Promise<void> {
-  await registry.repository(name).blobs.delete(parseDigest(param));
+  await registry.repository(name).blobs.delete(blobDigest(param));
   sendEmpty(res, 202);
 }
 

@@ -42,10 +42,9 @@ async function startUpload(ctx: RequestContext): Promise<void> {
     const digest = parseDigest(mount);
     const from = query.get('from');
     const source = from === null ? null : validName(from);
-    // An invalid `from` cannot hold the blob: fall back to a new session, as for any failed mount.
-    // With auth on, the caller must be allowed to pull `from` (or, without `from`, everything).
-    const allowed = !ctx.access || (source === null ? ctx.access.all : source !== undefined && ctx.access.mayPull(source));
-    if ((from === null || source !== undefined) && allowed) {
+    // An invalid `from` cannot hold the blob, and a mount the access check refused is not tried:
+    // both fall back to a new session, as for any failed mount.
+    if ((from === null || source !== undefined) && ctx.mountAllowed) {
       const mounted = await repository.blobs.mount(digest, source ?? null);
       if (mounted) return blobCreated(ctx, digest);
     }

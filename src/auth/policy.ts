@@ -10,7 +10,8 @@
  */
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ACTIONS, type Action } from './authorizer.js';
+import type { CatalogFilter } from '../core/interfaces.js';
+import { ACTIONS, type Action } from './actions.js';
 
 const actionList = z
   .union([z.array(z.string()), z.string()])
@@ -137,7 +138,11 @@ export class Policy {
   actions(user: string | null, name: string): ReadonlySet<Action> {
     if (this.isAdmin(user)) return ALL_ACTIONS;
     const rule = this.match(name);
-    if (!rule) return NO_ACTIONS;
+    return rule ? this.ruleActions(rule, user) : NO_ACTIONS;
+  }
+
+  /** What one rule grants `user` (null: anonymous). */
+  private ruleActions(rule: Rule, user: string | null): Set<Action> {
     const out = new Set(rule.anonymous);
     if (user !== null) {
       rule.authenticated.forEach((a) => out.add(a));
@@ -149,6 +154,36 @@ export class Policy {
 
   allows(user: string | null, name: string, action: Action): boolean {
     return this.actions(user, name).has(action);
+  }
+
+  /** True for the policy of `--htpasswd` alone, where every user the file knows is an admin. */
+  get everyUserIsAdmin(): boolean {
+    return this.authenticatedAreAdmins;
+  }
+
+  /**
+   * Names `user` may possibly pull, for the backend to narrow a catalog with (null: every name).
+   * It is a superset: a name is pullable only if its most specific rule grants pull, that rule's
+   * pattern matches it, and so the name equals the pattern or starts with its literal part before
+   * the first wildcard. `actions()` still decides for each name.
+   */
+  pullFilter(user: string | null): CatalogFilter | null {
+    if (this.isAdmin(user)) return null;
+    const names = new Set<string>();
+    const prefixes = new Set<string>();
+    for (const rule of this.rules) {
+      if (!this.ruleActions(rule, user).has('pull')) continue;
+      const star = rule.pattern.indexOf('*');
+      if (star === -1) {
+        names.add(rule.pattern);
+        continue;
+      }
+      // `a/**` matches `a` itself: the prefix stops before the slash.
+      const prefix = rule.pattern.slice(0, star).replace(/\/$/, '');
+      if (prefix === '') return null;
+      prefixes.add(prefix);
+    }
+    return { names: [...names], prefixes: [...prefixes] };
   }
 
   /** Whether some rule lets anonymous callers pull (then they may list the catalog, filtered). */

@@ -6,7 +6,7 @@
  */
 import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { SignJWT, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { ACTIONS } from './authorizer.js';
+import { ACTIONS } from './actions.js';
 
 export interface AccessEntry {
   type: string;
