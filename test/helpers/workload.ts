@@ -123,11 +123,18 @@ class Client {
     const url = this.o.urls[randomInt(this.o.urls.length)];
     if (url === undefined || this.o.stopped?.()) throw new Interrupted('no live server');
     let res: Response;
-    try {
-      res = await fetch(`${url}${path}`, { method, headers: init.headers, body: init.body });
-    } catch (err) {
-      if (!this.o.urls.includes(url) || this.o.stopped?.()) throw new Interrupted(`server ${url} killed`);
-      throw err;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        res = await fetch(`${url}${path}`, { method, headers: init.headers, body: init.body });
+      } catch (err) {
+        if (!this.o.urls.includes(url) || this.o.stopped?.()) throw new Interrupted(`server ${url} killed`);
+        throw err;
+      }
+      // Too many requests in flight from this address (the clients share one): wait, as clients do.
+      if (res.status !== 429 || attempt >= 20) break;
+      await res.body?.cancel();
+      this.ledger.count('throttled (429)');
+      await sleep(20 + randomInt(80));
     }
     if (res.status >= 500) this.ledger.serverErrors.push(`${method} ${path} → ${res.status} ${await res.clone().text()}`);
     return res;
