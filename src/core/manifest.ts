@@ -34,7 +34,14 @@ const FOREIGN_LAYER_TYPES = new Set([
   'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
 ]);
 
-const mediaTypeString = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/);
+/** RFC 6838 type/subtype, the form of every media type a manifest may carry. */
+const MEDIA_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
+const mediaTypeString = z.string().regex(MEDIA_TYPE);
+
+/** True for a string of a media type's form (RFC 6838): nothing else is ever stored as one. */
+export function isMediaType(value: string): boolean {
+  return MEDIA_TYPE.test(value);
+}
 const annotations = z.record(z.string(), z.string());
 const descriptor = z.object({
   mediaType: mediaTypeString,

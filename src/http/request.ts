@@ -87,6 +87,8 @@ export function parsePage(query: URLSearchParams): PageRequest {
     page.n = Math.min(Number(n), 2 ** 31 - 1);
   }
   const last = query.get('last');
-  if (last !== null) page.last = last;
+  // Names and tags hold no NUL, so the entries after `x\0…` are exactly those after `x`; and a
+  // NUL is a byte PostgreSQL refuses in a query.
+  if (last !== null) page.last = last.split('\0', 1)[0]!;
   return page;
 }

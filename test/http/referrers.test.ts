@@ -217,6 +217,17 @@ describe('artifactType filter', () => {
     assert.deepEqual(expectIndex(res), []);
     assert.equal(header(res, 'oci-filters-applied'), 'artifactType');
   });
+
+  test('a filter that is no media type (a NUL byte, spaces) matches nothing → empty list, never a 500', async () => {
+    const repo = repoName('ref-filter-odd');
+    const subject = image();
+    await pushImageOk(base, repo, subject, 'v1');
+    await pushReferrer(repo, image({ subject: subjectOf(subject), artifactType: SBOM }), subject.digest);
+    for (const odd of ['%00', `${encodeURIComponent(SBOM)}%00`, 'a%20b']) {
+      const res = await http(referrersUrl(repo, subject.digest, `?artifactType=${odd}`));
+      assert.deepEqual(expectIndex(res), [], odd);
+    }
+  });
 });
 
 describe('referrers lifecycle', () => {

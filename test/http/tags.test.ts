@@ -133,6 +133,19 @@ describe('tag listing', () => {
     expectList(res, repo, byteSort(MIXED).filter((t) => Buffer.compare(Buffer.from(t), Buffer.from('a0')) > 0));
   });
 
+  test('a last holding a NUL byte starts after its part before the NUL (no tag holds one), never a 500', async () => {
+    const repo = repoName('tags-last-nul');
+    await tagged(repo, MIXED);
+    for (const method of ['GET', 'HEAD'] as const) {
+      const res = await http(listUrl(repo, '?last=a%00zzz'), { method });
+      if (method === 'HEAD') expectStatus(res, 200);
+      else expectList(res, repo, byteSort(MIXED).filter((t) => Buffer.compare(Buffer.from(t), Buffer.from('a')) > 0));
+    }
+    const catalog = await http(`${base}/v2/_catalog?last=${repo}%00`);
+    expectStatus(catalog, 200);
+    assert.ok(!json<{ repositories: string[] }>(catalog).repositories.includes(repo), 'the catalog starts after the name before the NUL');
+  });
+
   test('last equal to the final tag → an empty list and no Link', async () => {
     const repo = repoName('tags-last-end');
     await tagged(repo, MIXED);

@@ -25,14 +25,19 @@ after(async () => reg?.stop());
 
 test('an upload completing during fsck --repair keeps its bytes', async () => {
   // Past the inline limit, so each session's bytes are an object at the session's key.
-  const sessions = await Promise.all(
-    Array.from({ length: SESSIONS }, async (_, i) => {
-      const bytes = randomBytes(70 * 1024);
-      const post = await fetch(`${reg.url}/v2/orphans/r${i % 8}/blobs/uploads/`, { method: 'POST' });
-      const location = new URL(post.headers.get('location')!, reg.url);
-      const patch = await fetch(location, { method: 'PATCH', headers: { 'content-range': `0-${bytes.length - 1}` }, body: bytes });
-      assert.equal(patch.status, 202);
-      return { repo: `orphans/r${i % 8}`, bytes, location: new URL(patch.headers.get('location')!, reg.url) };
+  // 16 at a time: one client address may hold only so many connections (docs/limits.md).
+  const sessions: { repo: string; bytes: Buffer; location: URL }[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      for (let i = next++; i < SESSIONS; i = next++) {
+        const bytes = randomBytes(70 * 1024);
+        const post = await fetch(`${reg.url}/v2/orphans/r${i % 8}/blobs/uploads/`, { method: 'POST' });
+        const location = new URL(post.headers.get('location')!, reg.url);
+        const patch = await fetch(location, { method: 'PATCH', headers: { 'content-range': `0-${bytes.length - 1}` }, body: bytes });
+        assert.equal(patch.status, 202);
+        sessions.push({ repo: `orphans/r${i % 8}`, bytes, location: new URL(patch.headers.get('location')!, reg.url) });
+      }
     }),
   );
   let repairing = true;

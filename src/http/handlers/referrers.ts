@@ -1,5 +1,5 @@
 import { parseDigest } from '../../core/digest.js';
-import { MAX_MANIFEST_BYTES, MediaType, type Descriptor } from '../../core/manifest.js';
+import { isMediaType, MAX_MANIFEST_BYTES, MediaType, type Descriptor } from '../../core/manifest.js';
 import type { RequestContext } from '../context.js';
 import type { MethodTable } from '../router.js';
 import { sendJson } from '../respond.js';
@@ -13,7 +13,9 @@ async function listReferrers({ registry, name, param, query, res }: RequestConte
   const subject = parseDigest(param);
   const artifactType = query.get('artifactType') ?? undefined;
   const last = query.get('last');
-  const all = await registry.repository(name).manifests.referrers(subject, artifactType);
+  // A filter that is no media type matches nothing stored (and may hold bytes, such as NUL, that
+  // a database refuses in a query).
+  const all = artifactType !== undefined && !isMediaType(artifactType) ? [] : await registry.repository(name).manifests.referrers(subject, artifactType);
   // Pages are cut in digest order, compared here so that the cursor does not depend on a collation.
   const rest = all.filter((d) => last === null || d.digest > last).sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
   const manifests = pageOf(rest, MAX_MANIFEST_BYTES);
