@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { writeHtpasswd } from '../auth/util.js';
-import { CLI, PG_URL, ROOT, runCli, startRegistry } from '../helpers/registry.js';
+import { CLI, createDatabase, PG_URL, ROOT, runCli, startRegistry } from '../helpers/registry.js';
 
 const ESC = '\x1b';
 let dir: string;
@@ -200,19 +200,9 @@ describe('the listening record', { timeout: 60_000 }, () => {
       if (process.env.CI === 'true') assert.fail(`${why} (required in CI)`);
       return t.skip(why);
     }
-    const { default: pgClient } = await import('pg');
-    const name = `portfolio_test_${randomUUID().replaceAll('-', '')}`;
-    const client = new pgClient.Client({ connectionString: PG_URL });
-    await client.connect();
-    try {
-      await client.query(`CREATE DATABASE ${name}`);
-    } finally {
-      await client.end();
-    }
     // Trust auth on the test server: the password is accepted and must never be printed.
-    const url = new URL(PG_URL);
+    const url = new URL(await createDatabase());
     url.password = 'sup3r-secret';
-    url.pathname = `/${name}`;
     const data = join(dir, 'pg');
     const registry = await startRegistry({ dataDir: data, engineArgs: ['--data-dir', data, '--database-url', url.toString()] });
     try {

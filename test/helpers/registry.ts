@@ -44,7 +44,8 @@ export async function freshEngine(dataDir: string): Promise<string[]> {
   return args;
 }
 
-async function createDatabase(): Promise<string> {
+/** A new, empty PostgreSQL database on the test server; its URL. */
+export async function createDatabase(): Promise<string> {
   const { default: pg } = await import('pg');
   const name = `portfolio_test_${randomUUID().replaceAll('-', '')}`;
   const client = new pg.Client({ connectionString: PG_URL });

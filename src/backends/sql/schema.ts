@@ -271,64 +271,59 @@ async function pgTagsWithoutCascade(db: Kysely<unknown>): Promise<void> {
   await sql`alter table tags add constraint tags_manifest_fk foreign key (manifest_id) references manifests (id)`.execute(db);
 }
 
-/** SQLite cannot alter a foreign key: rebuild the tags table (as withoutRowids below does). */
+/** SQLite cannot alter a foreign key: rebuild the tags table. */
 async function rebuildTagsWithoutCascade(db: Kysely<unknown>): Promise<void> {
   const t = types('sqlite');
-  await sql`pragma foreign_keys = off`.execute(db);
-  try {
-    await sql`begin immediate`.execute(db);
-    try {
-      await db.schema
-        .createTable('tags_new')
-        .addColumn('repository_id', t.ref, (c) => c.notNull().references('repositories.id').onDelete('cascade'))
-        .addColumn('name', t.text, (c) => c.notNull())
-        .addColumn('manifest_id', t.ref, (c) => c.notNull().references('manifests.id'))
-        .addColumn('updated_at', t.int, (c) => c.notNull())
-        .addPrimaryKeyConstraint('tags_pk', ['repository_id', 'name'])
-        .execute();
-      await sql`insert into tags_new (repository_id, name, manifest_id, updated_at) select repository_id, name, manifest_id, updated_at from tags`.execute(db);
-      await db.schema.dropTable('tags').execute();
-      await db.schema.alterTable('tags_new').renameTo('tags').execute();
-      await db.schema.createIndex('tags_manifest').on('tags').column('manifest_id').execute();
-      const broken = await sql`pragma foreign_key_check`.execute(db);
-      if (broken.rows.length > 0) throw new Error(`rebuilding tags broke ${broken.rows.length} foreign keys`);
-      await sql`commit`.execute(db);
-    } catch (err) {
-      await sql`rollback`.execute(db).catch(() => {});
-      throw err;
-    }
-  } finally {
-    await sql`pragma foreign_keys = on`.execute(db);
-  }
+  await rebuildSqliteTables(db, 'tags', async () => {
+    await db.schema
+      .createTable('tags_new')
+      .addColumn('repository_id', t.ref, (c) => c.notNull().references('repositories.id').onDelete('cascade'))
+      .addColumn('name', t.text, (c) => c.notNull())
+      .addColumn('manifest_id', t.ref, (c) => c.notNull().references('manifests.id'))
+      .addColumn('updated_at', t.int, (c) => c.notNull())
+      .addPrimaryKeyConstraint('tags_pk', ['repository_id', 'name'])
+      .execute();
+    await sql`insert into tags_new (repository_id, name, manifest_id, updated_at) select repository_id, name, manifest_id, updated_at from tags`.execute(db);
+    await db.schema.dropTable('tags').execute();
+    await db.schema.alterTable('tags_new').renameTo('tags').execute();
+    await db.schema.createIndex('tags_manifest').on('tags').column('manifest_id').execute();
+  });
 }
 
 /**
  * SQLite: upload sessions and repository links become key-ordered tables (WITHOUT ROWID), so
  * writing one changes one B-tree less; each page less is a page less in every commit's log.
- * The rebuild is SQLite's documented one: foreign keys off, copy into a new table, drop, rename,
- * check the keys, all in one transaction.
  */
 async function withoutRowids(db: Kysely<unknown>): Promise<void> {
   const t = types('sqlite');
+  await rebuildSqliteTables(db, 'tables', async () => {
+    await uploadsTable(db, 'uploads_new', t).addColumn('content', t.bytes).modifyEnd(sql`without rowid`).execute();
+    await sql`insert into uploads_new (id, repository_id, object_key, store_state, size, created_at, expires_at, lease_token, lease_expires, content)
+      select id, repository_id, object_key, store_state, size, created_at, expires_at, lease_token, lease_expires, content from uploads`.execute(db);
+    await db.schema.dropTable('uploads').execute();
+    await db.schema.alterTable('uploads_new').renameTo('uploads').execute();
+
+    await repositoryBlobsTable(db, 'repository_blobs_new', t).modifyEnd(sql`without rowid`).execute();
+    await sql`insert into repository_blobs_new (repository_id, blob_id, touched_at) select repository_id, blob_id, touched_at from repository_blobs`.execute(db);
+    await db.schema.dropTable('repository_blobs').execute();
+    await db.schema.alterTable('repository_blobs_new').renameTo('repository_blobs').execute();
+    await db.schema.createIndex('repository_blobs_blob').on('repository_blobs').column('blob_id').execute();
+    await db.schema.createIndex('repository_blobs_touched').on('repository_blobs').column('touched_at').execute();
+  });
+}
+
+/**
+ * SQLite's documented table rebuild: foreign keys off, `rebuild` (copy into new tables, drop,
+ * rename), check the keys, all in one transaction.
+ */
+async function rebuildSqliteTables(db: Kysely<unknown>, what: string, rebuild: () => Promise<void>): Promise<void> {
   await sql`pragma foreign_keys = off`.execute(db);
   try {
     await sql`begin immediate`.execute(db);
     try {
-      await uploadsTable(db, 'uploads_new', t).addColumn('content', t.bytes).modifyEnd(sql`without rowid`).execute();
-      await sql`insert into uploads_new (id, repository_id, object_key, store_state, size, created_at, expires_at, lease_token, lease_expires, content)
-        select id, repository_id, object_key, store_state, size, created_at, expires_at, lease_token, lease_expires, content from uploads`.execute(db);
-      await db.schema.dropTable('uploads').execute();
-      await db.schema.alterTable('uploads_new').renameTo('uploads').execute();
-
-      await repositoryBlobsTable(db, 'repository_blobs_new', t).modifyEnd(sql`without rowid`).execute();
-      await sql`insert into repository_blobs_new (repository_id, blob_id, touched_at) select repository_id, blob_id, touched_at from repository_blobs`.execute(db);
-      await db.schema.dropTable('repository_blobs').execute();
-      await db.schema.alterTable('repository_blobs_new').renameTo('repository_blobs').execute();
-      await db.schema.createIndex('repository_blobs_blob').on('repository_blobs').column('blob_id').execute();
-      await db.schema.createIndex('repository_blobs_touched').on('repository_blobs').column('touched_at').execute();
-
+      await rebuild();
       const broken = await sql`pragma foreign_key_check`.execute(db);
-      if (broken.rows.length > 0) throw new Error(`rebuilding tables broke ${broken.rows.length} foreign keys`);
+      if (broken.rows.length > 0) throw new Error(`rebuilding ${what} broke ${broken.rows.length} foreign keys`);
       await sql`commit`.execute(db);
     } catch (err) {
       await sql`rollback`.execute(db).catch(() => {});
