@@ -57,3 +57,10 @@ export function engineFrom(flags: EngineFlags, migrate: boolean): EngineOptions 
     migrate,
   };
 }
+
+/** `serve`'s metrics flag: where Prometheus scrapes, when not on the main listener. */
+export function withMetricsFlags(command: Command): Command {
+  return command.addOption(
+    new Option('--metrics-addr <host:port>', 'serve /metrics on this address of its own instead of the main listener').env('PORTFOLIO_METRICS_ADDR'),
+  );
+}

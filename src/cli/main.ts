@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { parseDuration } from './duration.js';
 import { openEngine } from './engine.js';
-import { engineFrom, withEngineFlags, type EngineFlags } from './flags.js';
+import { engineFrom, withEngineFlags, withMetricsFlags, type EngineFlags } from './flags.js';
 import { registerAuthCommands } from './auth.js';
 import { createLogger, defaultLogFormat, LOG_FORMATS, type LogFormat } from './log.js';
 import { limitsFrom, withLimitFlags, type LimitFlags } from './limits.js';
@@ -20,6 +20,7 @@ interface ServeFlags extends EngineFlags, LimitFlags {
   gcDeleteUntagged?: string;
   tlsCert?: string;
   tlsKey?: string;
+  metricsAddr?: string;
 }
 
 const program = new Command('portfolio')
@@ -27,7 +28,7 @@ const program = new Command('portfolio')
   .version(VERSION, '-V, --version', 'print the version')
   .showHelpAfterError();
 
-withLimitFlags(withEngineFlags(program.command('serve').description('run the registry')))
+withMetricsFlags(withLimitFlags(withEngineFlags(program.command('serve').description('run the registry'))))
   .addOption(new Option('--addr <host:port>', 'address to listen on').env('PORTFOLIO_ADDR').default('0.0.0.0:5000'))
   .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug').env('PORTFOLIO_LOG_LEVEL').default('info'))
   .addOption(
@@ -54,6 +55,7 @@ withLimitFlags(withEngineFlags(program.command('serve').description('run the reg
       },
       tlsCert: flags.tlsCert,
       tlsKey: flags.tlsKey,
+      metricsAddr: flags.metricsAddr,
       limits: limitsFrom(flags),
       logger,
     });
