@@ -10,7 +10,7 @@ import type { LimitOptions } from '../http/limits.js';
 import { createMetricsServer, Metrics } from '../http/metrics.js';
 import { createRegistryServer } from '../http/server.js';
 import { serveSecurity } from './auth.js';
-import { openEngine, type Engine, type EngineOptions } from './engine.js';
+import { openEngine, type EngineOptions } from './engine.js';
 import { VERSION } from './version.js';
 
 export interface ServeOptions extends EngineOptions {
@@ -35,11 +35,10 @@ export async function serve(options: ServeOptions): Promise<void> {
   if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
   const metricsAt = options.metricsAddr ? parseAddr(options.metricsAddr, '--metrics-addr') : undefined;
   const security = await serveSecurity(options.dataDir, options.logger);
-  // The engine reports retries to the metrics; the metrics read storage counts from the engine.
-  let stats: Engine['registry'] | undefined;
-  const metrics = new Metrics({ stats: () => stats!.stats() });
+  // The engine reports retries to the metrics; the metrics read storage counts from the engine
+  // (only on a scrape, once both exist).
+  const metrics = new Metrics({ stats: () => engine.registry.stats() });
   const engine = await openEngine({ ...options, observer: metrics });
-  stats = engine.registry;
   const logger = options.logger;
   const health = new Health(() => engine.registry.readiness());
   const server = createRegistryServer(engine.registry, {
@@ -71,7 +70,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   logger.info(
     {
       url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
-      metrics: metricsServer ? `http://${showAddress(metricsServer.address() as AddressInfo)}/metrics` : '/metrics on the main listener',
+      ...(metricsServer ? { metrics: `http://${showAddress(metricsServer.address() as AddressInfo)}/metrics` } : {}),
       version: VERSION, ...engine.describe, auth: describeAuth(security.authorizer) },
     'listening',
   );

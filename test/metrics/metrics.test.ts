@@ -130,3 +130,38 @@ describe('--metrics-addr', { timeout: 60_000 }, () => {
     assert.equal((await fetch(metricsUrl.replace('/metrics', '/v2/'))).status, 404, 'the metrics address serves nothing else');
   });
 });
+
+describe('garbage collection metrics', { timeout: 60_000 }, () => {
+  let registry: RunningRegistry;
+  before(async () => {
+    registry = await startRegistry({ args: ['--gc-interval', '1s', '--gc-grace', '0s'] });
+  });
+  after(() => registry?.stop());
+
+  it('count passes, items and bytes removed, duration and the time of the last pass', async () => {
+    const img = image();
+    assert.equal((await pushImage(registry.url, 'gc/app', img)).status, 201);
+    assert.equal((await fetch(`${registry.url}/v2/gc/app/manifests/${img.digest}`, { method: 'DELETE' })).status, 202);
+    const before = Date.now() / 1000;
+    const blobBytes = img.config.size + img.layers.reduce((n, l) => n + l.size, 0);
+    // The next background passes reclaim the image's blobs (nothing is within the 0 s grace).
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const samples = parseSamples(await (await fetch(`${registry.url}/metrics`)).text());
+      const blobs = valueOf(samples, 'portfolio_gc_removed_total', { kind: 'blobs' });
+      if (blobs >= 1 + img.layers.length) {
+        assert.equal(blobs, 1 + img.layers.length);
+        assert.equal(valueOf(samples, 'portfolio_gc_removed_total', { kind: 'links' }), 1 + img.layers.length);
+        assert.equal(valueOf(samples, 'portfolio_gc_removed_bytes_total'), blobBytes);
+        const passes = valueOf(samples, 'portfolio_gc_passes_total', { result: 'ok' });
+        assert.ok(passes >= 1);
+        assert.equal(valueOf(samples, 'portfolio_gc_duration_seconds_count'), passes);
+        assert.ok(valueOf(samples, 'portfolio_gc_last_success_timestamp_seconds') >= before - 1);
+        assert.equal(valueOf(samples, 'portfolio_gc_passes_total', { result: 'failed' }), 0);
+        return;
+      }
+      assert.ok(Date.now() < deadline, `collection did not remove the blobs: ${blobs}\n${registry.output()}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  });
+});
