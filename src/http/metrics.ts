@@ -50,8 +50,15 @@ const DEFAULT_STATS_MAX_AGE_MS = 15_000;
 const COUNTED = Symbol('portfolio.metrics.counted');
 type CountedSocket = Socket & { [COUNTED]?: { read: number; written: number } };
 
+/**
+ * One (route, method, status) combination. prom-client hashes the label values on every call,
+ * even through a child, so the request count is a plain number here, added to the counter when
+ * it is scraped; only the latency goes through prom-client per request.
+ */
 interface RequestSeries {
-  count: { inc(): void };
+  labels: [string, string, string];
+  count: number;
+  reported: number;
   duration: { observe(value: number): void };
 }
 
@@ -67,14 +74,26 @@ export class Metrics implements StorageObserver {
   private readonly gcBytes: Counter;
   private readonly gcDuration: Histogram;
   private readonly gcLastSuccess: Gauge;
-  /** Label children by "route method status": prom-client hashes labels on every call otherwise. */
+  /** By "route method status". */
   private readonly series = new Map<string, RequestSeries>();
   private statsCache: { at: number; value: Promise<StorageStats | null> } | undefined;
 
   constructor(private readonly options: MetricsOptions = {}) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.requests = new Counter({ name: 'portfolio_http_requests_total', help: 'HTTP requests answered, by route template, method and status', labelNames: ['route', 'method', 'status'], registers });
+    const series = this.series;
+    this.requests = new Counter({
+      name: 'portfolio_http_requests_total',
+      help: 'HTTP requests answered, by route template, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+      collect(this: Counter<'route' | 'method' | 'status'>) {
+        for (const s of series.values()) {
+          if (s.count > s.reported) this.labels(...s.labels).inc(s.count - s.reported);
+          s.reported = s.count;
+        }
+      },
+    });
     this.duration = new Histogram({
       name: 'portfolio_http_request_duration_seconds',
       help: 'Time from request to the end of the response, by route template and method',
@@ -117,10 +136,10 @@ export class Metrics implements StorageObserver {
     const key = `${route} ${method} ${res.statusCode}`;
     let series = this.series.get(key);
     if (!series) {
-      series = { count: this.requests.labels(route, method, String(res.statusCode)), duration: this.duration.labels(route, method) };
+      series = { labels: [route, method, String(res.statusCode)], count: 0, reported: 0, duration: this.duration.labels(route, method) };
       this.series.set(key, series);
     }
-    series.count.inc();
+    series.count++;
     series.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     const socket = req.socket as CountedSocket | null;
     if (socket) {
