@@ -1,6 +1,6 @@
 /** The configuration file: precedence, errors that name FILE:LINE:COL, `config check`, `config print`, secrets. */
 import assert from 'node:assert/strict';
-import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -118,6 +118,20 @@ describe('config check', () => {
   it('refuses a wrong file with exit 1 and one line', async () => {
     const config = await file('check-bad.yaml', 'storage:\n  inline_blob_size: 2M\n');
     assert.equal(oneLine(await runCli(['config', 'check', config])), `portfolio: ${config}:2:21: storage.inline_blob_size: at most 1M`);
+  });
+});
+
+describe('documentation', () => {
+  it('docs/configuration.md names every file key and environment variable that --help shows', async () => {
+    const help = await runCli(['config', 'print', '--help']);
+    assert.equal(help.code, 0, help.stderr);
+    const pairs = [...help.stdout.replace(/\s+/g, ' ').matchAll(/\[env (PORTFOLIO_[A-Z_]+), file ([a-z_.]+)/g)];
+    assert.ok(pairs.length >= 30, `settings in --help: ${pairs.length}`);
+    const docs = await readFile(join(ROOT, 'docs/configuration.md'), 'utf8');
+    for (const [, env, key] of pairs) {
+      assert.ok(docs.includes(`| \`${key}\` |`), `docs/configuration.md lacks ${key}`);
+      assert.ok(docs.includes(`\`${env}\``), `docs/configuration.md lacks ${env}`);
+    }
   });
 });
 
