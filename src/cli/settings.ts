@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseDuration, parseLoginFailures, parseRate, parseSize } from './duration.js';
 import { LOG_FORMATS } from './log.js';
+import { redact } from '../backends/sql/database.js';
 import { LIMIT_DEFAULTS } from '../http/limits.js';
 
 /** Which commands take a setting as a flag (the file and environment apply to all of them). */
@@ -92,11 +93,6 @@ const secret = () =>
 const ADDR = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/;
 const addr = () => text('HOST:PORT').refine((v) => ADDR.test(v) && Number(ADDR.exec(v)![3]) <= 65535, { message: 'use HOST:PORT' });
 
-/** `postgres://user:secret@host/db` → `postgres://user:***@host/db`. */
-function hidePassword(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, '$1:***@');
-}
-
 const seconds = (ms: number) => `${ms / 1000}s`;
 const L = LIMIT_DEFAULTS;
 const ENGINE = ['engine'] as const;
@@ -117,7 +113,7 @@ export const SETTINGS = {
       env: 'PORTFOLIO_DATABASE_URL',
       help: 'postgres://… to keep metadata in PostgreSQL (default: SQLite in the data directory)',
       schema: secret(),
-      secret: hidePassword,
+      secret: redact,
       on: ENGINE,
     }),
     sqlite_synchronous: setting({
