@@ -1,12 +1,12 @@
 /**
  * Who may do what, from the command line:
  *
- * - `serve` flags for authentication (htpasswd, token auth, external issuers), the access policy
- *   (`--config`). `serveSecurity()` turns them into the http layer's Authorizer.
+ * - `serveSecurity()` turns the `auth` settings (htpasswd, token auth, external issuers, the access
+ *   policy) into the http layer's Authorizer.
  * - `portfolio user add|delete NAME`: maintain bcrypt (`$2y$`) entries of an htpasswd file.
  * - `portfolio token`: mint a token with the registry's key, or `--inspect` one.
  *
- * Auth is off unless one of --auth, --htpasswd, --config or --external-jwks is given.
+ * Auth is off unless one of --auth, --htpasswd, --access-policy or --external-jwks is given.
  */
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -16,113 +16,72 @@ import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader
 import { hash as bcryptHash } from '@node-rs/bcrypt';
 import type { Logger } from 'pino';
 import { AccessControl, type AuthMode } from '../http/auth/access.js';
-import type { Authorizer } from '../http/auth/authorizer.js';
 import { Htpasswd } from '../auth/htpasswd.js';
 import { updateHtpasswdFile, validUserName } from '../auth/htpasswd-file.js';
 import { LoginThrottle } from '../auth/login-throttle.js';
 import { Policy } from '../auth/policy.js';
 import { parseScopes, TokenIssuer, TokenVerifier, type ExternalIssuer } from '../auth/tokens.js';
+import { configFromOptions, withSettings } from './config.js';
 import { parseDuration } from './duration.js';
+import type { Config } from './settings.js';
 
-export interface SecurityFlags {
-  auth?: string;
-  htpasswd?: string;
-  config?: string;
-  tokenKey?: string;
-  tokenService: string;
-  tokenIssuer: string;
-  tokenTtl: string;
-  tokenRealm?: string;
-  externalIssuer?: string;
-  externalJwks?: string;
-  externalAudience?: string;
-  loginFailures?: string;
-  dataDir?: string;
-}
-
-/** Flags shared by `serve` and `token`: where the signing key is and what tokens say. */
-function withTokenFlags(command: Command): Command {
-  return command
-    .addOption(new Option('--token-key <file>', 'PEM EC P-256 private key signing tokens (default: generated once in <data-dir>/auth/token-key.pem)').env('PORTFOLIO_TOKEN_KEY'))
-    .addOption(new Option('--token-service <name>', 'service name: the audience of tokens and the `service` of challenges').env('PORTFOLIO_TOKEN_SERVICE').default('portfolio'))
-    .addOption(new Option('--token-issuer <name>', 'issuer (`iss`) of the tokens Portfolio signs').env('PORTFOLIO_TOKEN_ISSUER').default('portfolio'))
-    .addOption(new Option('--external-issuer <iss>', 'also accept tokens of this issuer…').env('PORTFOLIO_EXTERNAL_ISSUER'))
-    .addOption(new Option('--external-jwks <file-or-url>', '…verified with this JWKS (a file or an https URL)').env('PORTFOLIO_EXTERNAL_JWKS'))
-    .addOption(new Option('--external-audience <aud>', 'audience the external tokens must name (default: --token-service)').env('PORTFOLIO_EXTERNAL_AUDIENCE'));
-}
-
-/** Adds the auth flags to `serve`. */
-export function withSecurityFlags(command: Command): Command {
-  return withTokenFlags(command)
-    .addOption(new Option('--auth <mode>', 'none, basic or token (default: basic with --htpasswd/--config, token with --external-jwks)').env('PORTFOLIO_AUTH').choices(['none', 'basic', 'token']))
-    .addOption(new Option('--htpasswd <file>', 'users: an htpasswd file of bcrypt entries (htpasswd -B, portfolio user add)').env('PORTFOLIO_HTPASSWD'))
-    .addOption(new Option('--config <file>', 'access policy (YAML, see docs/auth.md)').env('PORTFOLIO_CONFIG'))
-    .addOption(new Option('--token-ttl <duration>', 'lifetime of issued tokens (at least 60s)').env('PORTFOLIO_TOKEN_TTL').default('5m'))
-    .addOption(new Option('--login-failures <n/duration>', 'failed logins a client may make in a burst, and the time they take to come back (a user name gets three times as many)').env('PORTFOLIO_LOGIN_FAILURES').default('20/1m'))
-    .addOption(new Option('--token-realm <url>', 'realm of Bearer challenges (default: <scheme>://<Host>/auth/token of the request)').env('PORTFOLIO_TOKEN_REALM'));
-}
-
-let serveFlags: SecurityFlags | undefined;
-
-/** Registers `user` and `token`, and the security flags of `serve` (call after defining serve). */
+/** Registers `user` and `token` (the security settings of `serve` are in the settings table). */
 export function registerAuthCommands(program: Command): void {
-  const serveCommand = program.commands.find((c) => c.name() === 'serve');
-  if (serveCommand) {
-    withSecurityFlags(serveCommand);
-    serveCommand.hook('preAction', (_command, action) => {
-      serveFlags = action.opts<SecurityFlags>();
-    });
-  }
-
   const user = program.command('user').description('manage the users of an htpasswd file');
-  user
-    .command('add')
+  withSettings(user.command('add'), 'user')
     .description('add a user or change their password (bcrypt $2y$); the password is read from a prompt, or from stdin when it is not a terminal')
     .argument('<name>', 'user name')
-    .addOption(new Option('--htpasswd <file>', 'the htpasswd file (created when missing)').env('PORTFOLIO_HTPASSWD').makeOptionMandatory())
     .addOption(new Option('--cost <n>', 'bcrypt cost').default('10'))
-    .action(async (name: string, flags: { htpasswd: string; cost: string }) => {
+    .action(async (name: string, flags: { cost: string }, command: Command) => {
       validUserName(name);
+      const file = htpasswdOf(command);
       const cost = Number(flags.cost);
       if (!Number.isInteger(cost) || cost < 4 || cost > 31) throw new Error('--cost must be an integer from 4 to 31');
       const password = await readPassword();
       // htpasswd -B writes $2y$; the algorithm is the one bcrypt writes as $2b$.
       const entry = (await bcryptHash(password, cost)).replace(/^\$2b\$/, '$2y$');
-      const added = !(await updateHtpasswdFile(flags.htpasswd, name, entry));
-      console.log(`${added ? 'added' : 'updated'} ${name} in ${flags.htpasswd}`);
+      const added = !(await updateHtpasswdFile(file, name, entry));
+      console.log(`${added ? 'added' : 'updated'} ${name} in ${file}`);
     });
-  user
-    .command('delete')
+  withSettings(user.command('delete'), 'user')
     .description('remove a user (their refresh tokens stop working)')
     .argument('<name>', 'user name')
-    .addOption(new Option('--htpasswd <file>', 'the htpasswd file').env('PORTFOLIO_HTPASSWD').makeOptionMandatory())
-    .action(async (name: string, flags: { htpasswd: string }) => {
-      if (!(await updateHtpasswdFile(flags.htpasswd, name, null))) throw new Error(`no user ${name} in ${flags.htpasswd}`);
-      console.log(`deleted ${name} from ${flags.htpasswd}`);
+    .action(async (name: string, _flags: unknown, command: Command) => {
+      const file = htpasswdOf(command);
+      if (!(await updateHtpasswdFile(file, name, null))) throw new Error(`no user ${name} in ${file}`);
+      console.log(`deleted ${name} from ${file}`);
     });
 
-  withTokenFlags(program.command('token'))
+  withSettings(program.command('token'), 'token')
     .description('mint a token signed with the registry key (prints it), or --inspect one')
-    .addOption(new Option('--data-dir <dir>', 'data directory of the registry (where its generated key is)').env('PORTFOLIO_DATA_DIR').default('./portfolio-data'))
     .addOption(new Option('--scope <scope...>', 'e.g. repository:team/app:pull,push or registry:catalog:* (repeatable)'))
     .addOption(new Option('--account <name>', 'the subject of the token (default: anonymous)').default(''))
     .addOption(new Option('--ttl <duration>', 'lifetime').default('5m'))
     .addOption(new Option('--inspect <token>', 'decode and verify a token instead ("-": read it from stdin)'))
-    .action(async (flags: SecurityFlags & { dataDir: string; scope?: string[]; account: string; ttl: string; inspect?: string }) => {
-      const key = await loadSigningKey(flags.tokenKey, flags.dataDir, !flags.inspect);
+    .action(async (flags: { scope?: string[]; account: string; ttl: string; inspect?: string }, command: Command) => {
+      const { config } = configFromOptions(command.opts());
+      const { token: own } = config.auth;
+      const key = await loadSigningKey(own.key, config.storage.data_dir, !flags.inspect);
       if (flags.inspect !== undefined) {
         const token = flags.inspect === '-' ? (await readStdin()).trim() : flags.inspect;
-        const ok = await inspectToken(token, key, flags);
+        const ok = await inspectToken(token, key, config);
         process.exitCode = ok ? 0 : 1;
         return;
       }
-      const issuer = new TokenIssuer(key!, { issuer: flags.tokenIssuer, service: flags.tokenService, ttlSeconds: ttlSeconds(flags.ttl, '--ttl') });
+      const issuer = new TokenIssuer(key!, { issuer: own.issuer, service: own.service, ttlSeconds: ttlSeconds(parseDuration(flags.ttl), '--ttl') });
       const issued = await issuer.issue(flags.account, parseScopes(flags.scope ?? []));
       console.log(issued.token);
     });
 }
 
-async function inspectToken(token: string, key: KeyObject | null, flags: SecurityFlags): Promise<boolean> {
+function htpasswdOf(command: Command): string {
+  const file = configFromOptions(command.opts()).config.auth.htpasswd;
+  if (!file) throw new Error('no htpasswd file: give --htpasswd, PORTFOLIO_HTPASSWD or auth.htpasswd in --config');
+  return file;
+}
+
+async function inspectToken(token: string, key: KeyObject | null, config: Config): Promise<boolean> {
+  const { issuer: iss, service } = config.auth.token;
   let header: unknown;
   let claims: unknown;
   try {
@@ -132,8 +91,8 @@ async function inspectToken(token: string, key: KeyObject | null, flags: Securit
     console.log(JSON.stringify({ valid: false, error: `not a JWT: ${(err as Error).message}` }, null, 2));
     return false;
   }
-  const own = key ? { publicKey: new TokenIssuer(key, { issuer: flags.tokenIssuer, service: flags.tokenService, ttlSeconds: 60 }).publicKey, issuer: flags.tokenIssuer, audience: flags.tokenService } : null;
-  const verifier = new TokenVerifier(own, await externalIssuer(flags));
+  const own = key ? { publicKey: new TokenIssuer(key, { issuer: iss, service, ttlSeconds: 60 }).publicKey, issuer: iss, audience: service } : null;
+  const verifier = new TokenVerifier(own, await externalIssuer(config));
   const result = await verifier.verify(token);
   const exp = (claims as { exp?: number }).exp;
   const out = {
@@ -147,59 +106,67 @@ async function inspectToken(token: string, key: KeyObject | null, flags: Securit
   return out.valid;
 }
 
-/** The Authorizer of `serve`, from the flags that registerAuthCommands added. */
-export async function serveSecurity(dataDir: string, logger: Logger, flags: SecurityFlags | undefined = serveFlags): Promise<{ authorizer?: Authorizer }> {
-  if (!flags) return {};
-  const mode = flags.auth ?? (flags.externalJwks ? 'token' : flags.htpasswd || flags.config ? 'basic' : 'none');
+/** The access policy file, or "authenticated users may do everything" without one. */
+export async function loadPolicy(file: string | undefined): Promise<Policy> {
+  return file ? Policy.fromYaml(await readFile(file, 'utf8'), file) : Policy.authenticatedFullAccess();
+}
+
+/** The Authorizer of `serve`, from the `auth` section of the configuration. */
+export async function serveSecurity(config: Config, logger: Logger): Promise<{ authorizer?: AccessControl }> {
+  const auth = config.auth;
+  const mode = auth.mode ?? (auth.external.jwks ? 'token' : auth.htpasswd || auth.policy ? 'basic' : 'none');
   if (mode === 'none') {
-    if (flags.htpasswd || flags.config || flags.externalJwks) throw new Error('--auth none contradicts --htpasswd, --config and --external-jwks');
+    if (auth.htpasswd || auth.policy || auth.external.jwks) throw new Error('--auth none contradicts --htpasswd, --access-policy and --external-jwks');
     return {};
   }
-  const users = flags.htpasswd ? await Htpasswd.open(resolve(flags.htpasswd), { warn: (m) => logger.warn({ htpasswd: flags.htpasswd }, m) }) : null;
-  const policy = flags.config ? Policy.fromYaml(await readFile(flags.config, 'utf8'), flags.config) : Policy.authenticatedFullAccess();
-  if (mode === 'basic' && (flags.externalJwks || flags.externalIssuer)) throw new Error('external token issuers need --auth token');
+  const htpasswd = auth.htpasswd;
+  const users = htpasswd ? await Htpasswd.open(resolve(htpasswd), { warn: (m) => logger.warn({ htpasswd }, m) }) : null;
+  const policy = await loadPolicy(auth.policy);
+  if (mode === 'basic' && (auth.external.jwks || auth.external.issuer)) throw new Error('external token issuers need --auth token');
   let issuer: TokenIssuer | null = null;
   let verifier: TokenVerifier | null = null;
+  const { token } = auth;
   if (mode === 'token') {
-    const key = await loadSigningKey(flags.tokenKey, dataDir ?? flags.dataDir ?? '.', true);
-    issuer = new TokenIssuer(key!, { issuer: flags.tokenIssuer, service: flags.tokenService, ttlSeconds: ttlSeconds(flags.tokenTtl, '--token-ttl') });
-    verifier = new TokenVerifier({ publicKey: issuer.publicKey, issuer: flags.tokenIssuer, audience: flags.tokenService }, await externalIssuer(flags));
+    const key = await loadSigningKey(token.key, config.storage.data_dir, true);
+    issuer = new TokenIssuer(key!, { issuer: token.issuer, service: token.service, ttlSeconds: ttlSeconds(token.ttl, '--token-ttl') });
+    verifier = new TokenVerifier({ publicKey: issuer.publicKey, issuer: token.issuer, audience: token.service }, await externalIssuer(config));
   }
   const authorizer = new AccessControl({
     mode: mode as AuthMode,
-    loginThrottle: new LoginThrottle(parseLoginFailures(flags.loginFailures ?? '20/1m')),
+    loginThrottle: new LoginThrottle(auth.login_failures),
     users,
     policy,
     issuer,
     verifier,
-    service: flags.tokenService,
-    realm: flags.tokenRealm,
+    service: token.service,
+    realm: token.realm,
   });
   logger.info(
     {
       auth: mode,
       users: users?.userCount ?? 0,
-      policy: flags.config ?? 'authenticated users may do everything',
-      ...(issuer ? { tokenKeyId: issuer.kid, service: flags.tokenService } : {}),
-      ...(flags.externalIssuer ? { externalIssuer: flags.externalIssuer } : {}),
+      policy: auth.policy ?? 'authenticated users may do everything',
+      ...(issuer ? { tokenKeyId: issuer.kid, service: token.service } : {}),
+      ...(auth.external.issuer ? { externalIssuer: auth.external.issuer } : {}),
     },
     'access control',
   );
   return { authorizer };
 }
 
-async function externalIssuer(flags: SecurityFlags): Promise<ExternalIssuer | null> {
-  if (!flags.externalIssuer && !flags.externalJwks) return null;
-  if (!flags.externalIssuer || !flags.externalJwks) throw new Error('--external-issuer and --external-jwks go together');
+async function externalIssuer(config: Config): Promise<ExternalIssuer | null> {
+  const { issuer, jwks: source, audience } = config.auth.external;
+  if (!issuer && !source) return null;
+  if (!issuer || !source) throw new Error('--external-issuer and --external-jwks go together');
   let keys: JWTVerifyGetKey;
-  if (/^https?:\/\//.test(flags.externalJwks)) {
-    keys = createRemoteJWKSet(new URL(flags.externalJwks), { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 });
+  if (/^https?:\/\//.test(source)) {
+    keys = createRemoteJWKSet(new URL(source), { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 });
   } else {
-    const jwks = JSON.parse(await readFile(flags.externalJwks, 'utf8')) as Parameters<typeof createLocalJWKSet>[0];
-    if (!Array.isArray(jwks?.keys)) throw new Error(`${flags.externalJwks}: not a JWKS (no "keys" array)`);
+    const jwks = JSON.parse(await readFile(source, 'utf8')) as Parameters<typeof createLocalJWKSet>[0];
+    if (!Array.isArray(jwks?.keys)) throw new Error(`${source}: not a JWKS (no "keys" array)`);
     keys = createLocalJWKSet(jwks);
   }
-  return { issuer: flags.externalIssuer, audience: flags.externalAudience ?? flags.tokenService, keys };
+  return { issuer, audience: audience ?? config.auth.token.service, keys };
 }
 
 /**
@@ -228,19 +195,10 @@ export async function loadSigningKey(file: string | undefined, dataDir: string, 
   }
 }
 
-function ttlSeconds(value: string, flag: string): number {
-  const seconds = Math.floor(parseDuration(value) / 1000);
+function ttlSeconds(ms: number, flag: string): number {
+  const seconds = Math.floor(ms / 1000);
   if (seconds < 60) throw new Error(`${flag} must be at least 60s (token.md: clients expect at least 60 s)`);
   return seconds;
-}
-
-/** `N/DURATION`: N failed logins in a burst, all back after DURATION. */
-function parseLoginFailures(value: string): { failures: number; periodMs: number } {
-  const slash = value.indexOf('/');
-  const failures = Number(value.slice(0, slash));
-  const periodMs = slash === -1 ? NaN : parseDuration(value.slice(slash + 1));
-  if (!Number.isInteger(failures) || failures < 1 || !(periodMs > 0)) throw new Error(`invalid --login-failures ${JSON.stringify(value)} (example: 20/1m)`);
-  return { failures, periodMs };
 }
 
 async function readPassword(): Promise<string> {

@@ -14,3 +14,19 @@ export function parseSize(value: string): number {
   const scale = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[unit as '' | 'k' | 'm' | 'g' | 't'];
   return Number(m[1]) * scale;
 }
+
+/** `50/s` or `50`: requests per second. */
+export function parseRate(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)(?:\/s)?$/.exec(value.trim());
+  if (!m || Number(m[1]) <= 0) throw new Error(`invalid rate ${JSON.stringify(value)} (example: 50/s)`);
+  return Number(m[1]);
+}
+
+/** `N/DURATION`: N failed logins in a burst, all back after DURATION. */
+export function parseLoginFailures(value: string): { failures: number; periodMs: number } {
+  const slash = value.indexOf('/');
+  const failures = Number(value.slice(0, slash));
+  const periodMs = slash === -1 ? NaN : parseDuration(value.slice(slash + 1));
+  if (!Number.isInteger(failures) || failures < 1 || !(periodMs > 0)) throw new Error(`invalid login failures ${JSON.stringify(value)} (example: 20/1m)`);
+  return { failures, periodMs };
+}

@@ -3,11 +3,13 @@ import { Option, type Command } from 'commander';
 import type { FsckReport, GcReport, Usage } from '../core/maintenance.js';
 import { parseRepositoryName } from '../core/names.js';
 import { parseDuration } from './duration.js';
+import { configFromOptions, withSettings } from './config.js';
 import { openEngine, type Engine } from './engine.js';
-import { engineFrom, withEngineFlags, type EngineFlags } from './flags.js';
+import { engineFrom } from './flags.js';
+import type { Config } from './settings.js';
 
-async function withEngine<T>(flags: EngineFlags, work: (engine: Engine) => Promise<T>): Promise<T> {
-  const engine = await openEngine(engineFrom(flags, true));
+async function withEngine<T>(config: Config, work: (engine: Engine) => Promise<T>): Promise<T> {
+  const engine = await openEngine(engineFrom(config, true));
   try {
     return await work(engine);
   } finally {
@@ -58,16 +60,17 @@ function formatUsage(u: Usage): string {
 }
 
 export function registerMaintenanceCommands(program: Command): void {
-  withEngineFlags(program.command('gc').description('collect garbage now: unreferenced blobs, links, orphaned objects, expired uploads'))
+  withSettings(program.command('gc').description('collect garbage now: unreferenced blobs, links, orphaned objects, expired uploads'), 'engine')
     .option('--dry-run', 'report what would be removed, remove nothing')
-    .addOption(new Option('--grace <duration>', 'keep anything touched more recently than this').default('24h'))
-    .addOption(new Option('--delete-untagged <duration>', 'also delete untagged manifests older than this'))
+    .addOption(new Option('--grace <duration>', 'keep anything touched more recently than this (default: gc.grace of the configuration, 24h)'))
+    .addOption(new Option('--delete-untagged <duration>', 'also delete untagged manifests older than this (default: gc.delete_untagged of the configuration)'))
     .option('--json', 'print the report as JSON')
-    .action(async (flags: EngineFlags & { dryRun?: boolean; grace: string; deleteUntagged?: string; json?: boolean }) => {
-      await withEngine(flags, async ({ registry }) => {
+    .action(async (flags: { dryRun?: boolean; grace?: string; deleteUntagged?: string; json?: boolean }, command: Command) => {
+      const { config } = configFromOptions(command.opts());
+      await withEngine(config, async ({ registry }) => {
         const report = await registry.collectGarbage({
-          graceMs: parseDuration(flags.grace),
-          deleteUntaggedAfterMs: flags.deleteUntagged ? parseDuration(flags.deleteUntagged) : undefined,
+          graceMs: flags.grace ? parseDuration(flags.grace) : config.gc.grace,
+          deleteUntaggedAfterMs: flags.deleteUntagged ? parseDuration(flags.deleteUntagged) : config.gc.delete_untagged,
           dryRun: flags.dryRun,
           onProgress: flags.json ? undefined : progress,
         });
@@ -75,30 +78,30 @@ export function registerMaintenanceCommands(program: Command): void {
       });
     });
 
-  withEngineFlags(program.command('fsck').description('check every storage invariant; exit 1 on any problem'))
+  withSettings(program.command('fsck').description('check every storage invariant; exit 1 on any problem'), 'engine')
     .option('--full', 're-hash every blob')
     .option('--repair', 'fix what is safe to fix')
     .addOption(new Option('--grace <duration>', 'objects younger than this are not orphans yet').default('24h'))
     .option('--json', 'print the report as JSON')
-    .action(async (flags: EngineFlags & { full?: boolean; repair?: boolean; grace: string; json?: boolean }) => {
-      const report = await withEngine(flags, ({ registry }) =>
+    .action(async (flags: { full?: boolean; repair?: boolean; grace: string; json?: boolean }, command: Command) => {
+      const report = await withEngine(configFromOptions(command.opts()).config, ({ registry }) =>
         registry.fsck({ full: flags.full, repair: flags.repair, graceMs: parseDuration(flags.grace), onProgress: flags.json ? undefined : progress }),
       );
       console.log(flags.json ? JSON.stringify(report) : formatFsck(report));
       if (report.problems.some((p) => !p.repaired)) process.exitCode = 1;
     });
 
-  withEngineFlags(program.command('du').description('storage used per repository and in total'))
+  withSettings(program.command('du').description('storage used per repository and in total'), 'engine')
     .option('--json', 'print JSON')
-    .action(async (flags: EngineFlags & { json?: boolean }) => {
-      const u = await withEngine(flags, ({ registry }) => registry.usage());
+    .action(async (flags: { json?: boolean }, command: Command) => {
+      const u = await withEngine(configFromOptions(command.opts()).config, ({ registry }) => registry.usage());
       console.log(flags.json ? JSON.stringify(u) : formatUsage(u));
     });
 
   const repo = program.command('repo').description('repository administration');
-  withEngineFlags(repo.command('delete').description('delete a repository (garbage collection reclaims its bytes)').argument('<name>')).action(
-    async (name: string, flags: EngineFlags) => {
-      const deleted = await withEngine(flags, ({ registry }) => registry.deleteRepository(parseRepositoryName(name)));
+  withSettings(repo.command('delete').description('delete a repository (garbage collection reclaims its bytes)').argument('<name>'), 'engine').action(
+    async (name: string, _flags: unknown, command: Command) => {
+      const deleted = await withEngine(configFromOptions(command.opts()).config, ({ registry }) => registry.deleteRepository(parseRepositoryName(name)));
       if (!deleted) throw new Error(`repository ${name} does not exist`);
       console.log(`deleted repository ${name}`);
     },

@@ -10,7 +10,13 @@ import type { LimitOptions } from '../http/limits.js';
 import { createMetricsServer, Metrics } from '../http/metrics.js';
 import { createRegistryServer } from '../http/server.js';
 import { serveSecurity } from './auth.js';
+import type { LoadedConfig } from './config.js';
 import { openEngine, type EngineOptions } from './engine.js';
+import { engineFrom } from './flags.js';
+import { limitsFrom } from './limits.js';
+import { createLogger, defaultLogFormat } from './log.js';
+import { watchReloads } from './reload.js';
+import type { Config } from './settings.js';
 import { VERSION } from './version.js';
 
 export interface ServeOptions extends EngineOptions {
@@ -24,17 +30,40 @@ export interface ServeOptions extends EngineOptions {
   /** Connection caps, timeouts and per-client limits. */
   limits: LimitOptions;
   logger: Logger;
+  config: Config;
+}
+
+/** The options of `serve` from its configuration. */
+export function serveOptionsFrom(config: Config): ServeOptions {
+  return {
+    ...engineFrom(config, true),
+    addr: config.http.addr,
+    uploadSweepIntervalMs: config.uploads.sweep_interval,
+    gc: { intervalMs: config.gc.interval, graceMs: config.gc.grace, deleteUntaggedAfterMs: config.gc.delete_untagged },
+    tlsCert: config.http.tls.cert,
+    tlsKey: config.http.tls.key,
+    metricsAddr: config.metrics.addr,
+    limits: limitsFrom(config),
+    logger: createLogger(config.log.level, config.log.format ?? defaultLogFormat()),
+    config,
+  };
+}
+
+/** Runs the registry; `load` builds the configuration, at start and again on SIGHUP. */
+export async function serveConfigured(load: () => LoadedConfig): Promise<void> {
+  const options = serveOptionsFrom(load().config);
+  await serve(options, load);
 }
 
 const DRAIN_TIMEOUT_MS = 30_000;
 const ORPHAN_SCAN_INTERVAL_MS = 10 * 60_000;
 
-export async function serve(options: ServeOptions): Promise<void> {
+export async function serve(options: ServeOptions, reload?: () => LoadedConfig): Promise<void> {
   const { host, port } = parseAddr(options.addr);
   const tls = options.tlsCert && options.tlsKey ? { cert: await readFile(options.tlsCert), key: await readFile(options.tlsKey) } : undefined;
   if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
   const metricsAt = options.metricsAddr ? parseAddr(options.metricsAddr, '--metrics-addr') : undefined;
-  const security = await serveSecurity(options.dataDir, options.logger);
+  const security = await serveSecurity(options.config, options.logger);
   // The engine reports retries to the metrics; the metrics read storage counts from the engine
   // (only on a scrape, once both exist).
   const metrics = new Metrics({ stats: () => engine.registry.stats() });
@@ -147,6 +176,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  if (reload) watchReloads({ running: options.config, load: reload, logger, authorizer: security.authorizer });
 }
 
 function describeAuth(authorizer: Authorizer | undefined): string {

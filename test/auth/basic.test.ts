@@ -99,7 +99,7 @@ rules:
       carol: [pull, push]
 `;
 
-describe('basic auth with an access policy (--config)', { timeout: 30_000 }, () => {
+describe('basic auth with an access policy (--access-policy)', { timeout: 30_000 }, () => {
   let dir: string;
   let registry: RunningRegistry;
   const images: Record<string, ReturnType<typeof image>> = {};
@@ -109,7 +109,7 @@ describe('basic auth with an access policy (--config)', { timeout: 30_000 }, () 
     dir = await mkdtemp(join(tmpdir(), 'portfolio-policy-'));
     await writeHtpasswd(join(dir, 'htpasswd'), USERS);
     await writeFile(join(dir, 'policy.yaml'), POLICY);
-    registry = await startRegistry({ args: ['--htpasswd', join(dir, 'htpasswd'), '--config', join(dir, 'policy.yaml')] });
+    registry = await startRegistry({ args: ['--htpasswd', join(dir, 'htpasswd'), '--access-policy', join(dir, 'policy.yaml')] });
     for (const repo of REPOS) {
       images[repo] = image();
       const r = await pushImageWith(registry.url, repo, images[repo]!, 'v1', as('root'));
@@ -217,7 +217,7 @@ describe('upload sessions need push (basic auth with a policy)', { timeout: 30_0
     dir = await mkdtemp(join(tmpdir(), 'portfolio-sessions-'));
     await writeHtpasswd(join(dir, 'htpasswd'), USERS);
     await writeFile(join(dir, 'policy.yaml'), POLICY);
-    registry = await startRegistry({ args: ['--htpasswd', join(dir, 'htpasswd'), '--config', join(dir, 'policy.yaml')] });
+    registry = await startRegistry({ args: ['--htpasswd', join(dir, 'htpasswd'), '--access-policy', join(dir, 'policy.yaml')] });
   });
   after(async () => {
     await registry?.stop();

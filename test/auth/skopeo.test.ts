@@ -37,7 +37,7 @@ for (const mode of ['basic', 'token'] as const) {
       image = await writeLayout(join(work, 'layout'));
       await writeHtpasswd(join(work, 'htpasswd'), USERS);
       await writeFile(join(work, 'policy.yaml'), POLICY);
-      registry = await startRegistry({ args: ['--auth', mode, '--htpasswd', join(work, 'htpasswd'), '--config', join(work, 'policy.yaml')] });
+      registry = await startRegistry({ args: ['--auth', mode, '--htpasswd', join(work, 'htpasswd'), '--access-policy', join(work, 'policy.yaml')] });
       host = new URL(registry.url).host;
     });
     after(async () => {

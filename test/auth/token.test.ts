@@ -79,7 +79,7 @@ describe('token auth (--auth token)', { timeout: 30_000 }, () => {
       args: [
         '--auth', 'token',
         '--htpasswd', join(dir, 'htpasswd'),
-        '--config', join(dir, 'policy.yaml'),
+        '--access-policy', join(dir, 'policy.yaml'),
         '--external-issuer', 'https://idp.example',
         '--external-jwks', join(dir, 'jwks.json'),
       ],

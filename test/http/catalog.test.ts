@@ -150,7 +150,7 @@ rules:
     dir = await mkdtemp(join(tmpdir(), 'portfolio-catalog-auth-'));
     await writeHtpasswd(join(dir, 'htpasswd'), { root: 'root-pw', dana: 'dana-pw' });
     await writeFile(join(dir, 'policy.yaml'), POLICY);
-    registry = await startRegistry({ args: ['--htpasswd', join(dir, 'htpasswd'), '--config', join(dir, 'policy.yaml')] });
+    registry = await startRegistry({ args: ['--htpasswd', join(dir, 'htpasswd'), '--access-policy', join(dir, 'policy.yaml')] });
     const root = { authorization: basicAuth('root', 'root-pw') };
     for (const name of [...VISIBLE, ...HIDDEN]) assert.equal((await pushImageWith(registry.url, name, image(), 'v1', root)).status, 201, name);
   });

@@ -1,0 +1,375 @@
+/**
+ * Every setting of Portfolio, once: its key in the configuration file (the tree's shape), its flag,
+ * its environment variable, its default and the schema its value must pass. Flags, `--help`, the
+ * file's validation and `config print` are all derived from this table: a new setting is one entry.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { parseDuration, parseLoginFailures, parseRate, parseSize } from './duration.js';
+import { LOG_FORMATS } from './log.js';
+import { redact } from '../backends/sql/database.js';
+import { LIMIT_DEFAULTS } from '../http/limits.js';
+
+/** Which commands take a setting as a flag (the file and environment apply to all of them). */
+export type Group = 'engine' | 'serve' | 'token' | 'user';
+
+interface Spec<V> {
+  /** The commander flag, e.g. `--addr <host:port>`. */
+  flag: string;
+  env: string;
+  help: string;
+  /** In the same form as a flag value, so `--help` and `config print` show it as typed. */
+  default?: string;
+  schema: z.ZodType<V, unknown>;
+  on: readonly Group[];
+  /** Printed redacted by `config print`; may be given as `{file: PATH}` or `{env: NAME}` in the file. */
+  secret?: (value: string) => string;
+  /** Applied by SIGHUP without a restart. */
+  reloadable?: boolean;
+}
+
+export class Setting<V, R extends boolean> {
+  declare readonly required: R;
+  constructor(readonly spec: Spec<V>) {}
+}
+
+function setting<V>(spec: Spec<V> & { default: string }): Setting<V, true>;
+function setting<V>(spec: Spec<V>): Setting<V, false>;
+function setting<V>(spec: Spec<V>): Setting<V, boolean> {
+  return new Setting(spec);
+}
+
+/** A string parsed by `parse`, whose error message is the one shown. Numbers are accepted as their text (`300` seconds). */
+function parsed<V>(expected: string, parse: (text: string) => V, numbers = true) {
+  const input = numbers ? z.union([z.string(), z.number()], { error: `expected ${expected}` }) : z.string({ error: `expected ${expected}` });
+  return input.transform((value, ctx) => {
+    try {
+      return parse(String(value));
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+}
+
+const text = (expected = 'a string') => z.string({ error: `expected ${expected}` });
+const duration = () => parsed('a duration (30s, 15m, 24h)', parseDuration);
+const size = () => parsed('a size (512K, 10M, 5G)', parseSize);
+const count = () =>
+  parsed('a non-negative integer', (value) => {
+    if (!/^\d+$/.test(value)) throw new Error(`expected a non-negative integer, got ${JSON.stringify(value)}`);
+    return Number(value);
+  });
+const choice = <T extends string>(values: readonly T[]) =>
+  z.enum(values as [T, ...T[]], { error: `expected one of ${values.join(', ')}` });
+
+/**
+ * A secret: inline, or `{file: PATH}` (the file's content, a trailing newline dropped) or
+ * `{env: NAME}` (an environment variable), so it need not sit in the configuration file.
+ */
+const secret = () =>
+  z
+    .union([z.string(), z.strictObject({ file: z.string() }), z.strictObject({ env: z.string() })], {
+      error: 'expected a string, {file: PATH} or {env: NAME}',
+    })
+    .transform((value, ctx) => {
+      if (typeof value === 'string') return value;
+      if ('file' in value) {
+        try {
+          return readFileSync(value.file, 'utf8').replace(/\r?\n$/, '');
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: `cannot read secret file ${value.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+          return z.NEVER;
+        }
+      }
+      const found = process.env[value.env];
+      if (found === undefined || found === '') {
+        ctx.addIssue({ code: 'custom', message: `environment variable ${value.env} is not set` });
+        return z.NEVER;
+      }
+      return found;
+    });
+
+const ADDR = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/;
+const addr = () => text('HOST:PORT').refine((v) => ADDR.test(v) && Number(ADDR.exec(v)![3]) <= 65535, { message: 'use HOST:PORT' });
+
+const seconds = (ms: number) => `${ms / 1000}s`;
+const L = LIMIT_DEFAULTS;
+const ENGINE = ['engine'] as const;
+const SERVE = ['serve'] as const;
+const TOKEN = ['serve', 'token'] as const;
+
+export const SETTINGS = {
+  http: {
+    addr: setting({ flag: '--addr <host:port>', env: 'PORTFOLIO_ADDR', default: '0.0.0.0:5000', help: 'address to listen on', schema: addr(), on: SERVE }),
+    tls: {
+      cert: setting({ flag: '--tls-cert <file>', env: 'PORTFOLIO_TLS_CERT', help: 'PEM certificate: serve HTTPS', schema: text('a file name'), on: SERVE }),
+      key: setting({ flag: '--tls-key <file>', env: 'PORTFOLIO_TLS_KEY', help: 'PEM private key for --tls-cert', schema: text('a file name'), on: SERVE }),
+    },
+  },
+  database: {
+    url: setting({
+      flag: '--database-url <url>',
+      env: 'PORTFOLIO_DATABASE_URL',
+      help: 'postgres://… to keep metadata in PostgreSQL (default: SQLite in the data directory)',
+      schema: secret(),
+      secret: redact,
+      on: ENGINE,
+    }),
+    sqlite_synchronous: setting({
+      flag: '--sqlite-synchronous <mode>',
+      env: 'PORTFOLIO_SQLITE_SYNCHRONOUS',
+      default: 'normal',
+      help: 'SQLite commits: normal survives process crashes, full also power loss (slower)',
+      schema: choice(['full', 'normal']),
+      on: ENGINE,
+    }),
+  },
+  storage: {
+    data_dir: setting({
+      flag: '--data-dir <dir>',
+      env: 'PORTFOLIO_DATA_DIR',
+      default: './portfolio-data',
+      help: 'directory for the embedded database, blob files and generated token key',
+      schema: text('a directory'),
+      on: ['engine', 'token'],
+    }),
+    url: setting({ flag: '--storage <url>', env: 'PORTFOLIO_STORAGE', help: 's3://BUCKET[/PREFIX] to keep blobs in S3 (default: files in the data directory)', schema: text('a URL'), on: ENGINE }),
+    inline_blob_size: setting({
+      flag: '--inline-blob-size <size>',
+      env: 'PORTFOLIO_INLINE_BLOB_SIZE',
+      default: '64K',
+      help: 'blobs up to this size are kept in the database instead of the object store (0: none; at most 1M)',
+      // A request's inline bytes are held in memory until it ends; past this they belong in the object store.
+      schema: size().refine((bytes) => bytes <= 1024 * 1024, { message: 'at most 1M' }),
+      on: ENGINE,
+    }),
+    blob_redirect: setting({
+      flag: '--blob-redirect <duration>',
+      env: 'PORTFOLIO_BLOB_REDIRECT',
+      help: 'answer blob GETs with a 307 to a presigned S3 URL valid this long (default: off)',
+      schema: duration(),
+      on: ENGINE,
+    }),
+  },
+  uploads: {
+    ttl: setting({ flag: '--upload-ttl <duration>', env: 'PORTFOLIO_UPLOAD_TTL', default: '24h', help: 'how long an idle upload session lives', schema: duration(), on: ENGINE }),
+    max_blob_size: setting({ flag: '--max-blob-size <size>', env: 'PORTFOLIO_MAX_BLOB_SIZE', help: 'largest accepted blob, e.g. 10G (default: no limit)', schema: size(), on: ENGINE }),
+    sweep_interval: setting({
+      flag: '--upload-sweep-interval <duration>',
+      env: 'PORTFOLIO_UPLOAD_SWEEP_INTERVAL',
+      default: '10m',
+      help: 'how often expired upload sessions are reclaimed',
+      schema: duration(),
+      on: SERVE,
+    }),
+  },
+  gc: {
+    interval: setting({ flag: '--gc-interval <duration>', env: 'PORTFOLIO_GC_INTERVAL', default: '1h', help: 'how often garbage is collected in the background (0: never)', schema: duration(), on: SERVE }),
+    grace: setting({ flag: '--gc-grace <duration>', env: 'PORTFOLIO_GC_GRACE', default: '24h', help: 'garbage collection keeps anything touched more recently than this', schema: duration(), on: SERVE }),
+    delete_untagged: setting({
+      flag: '--gc-delete-untagged <duration>',
+      env: 'PORTFOLIO_GC_DELETE_UNTAGGED',
+      help: 'collection also deletes untagged manifests older than this',
+      schema: duration(),
+      on: SERVE,
+    }),
+  },
+  auth: {
+    mode: setting({
+      flag: '--auth <mode>',
+      env: 'PORTFOLIO_AUTH',
+      help: 'none, basic or token (default: basic with --htpasswd/--access-policy, token with --external-jwks)',
+      schema: choice(['none', 'basic', 'token']),
+      on: SERVE,
+    }),
+    htpasswd: setting({
+      flag: '--htpasswd <file>',
+      env: 'PORTFOLIO_HTPASSWD',
+      help: 'users: an htpasswd file of bcrypt entries (htpasswd -B, portfolio user add); re-read when it changes',
+      schema: text('a file name'),
+      on: ['serve', 'user'],
+    }),
+    policy: setting({
+      flag: '--access-policy <file>',
+      env: 'PORTFOLIO_ACCESS_POLICY',
+      help: 'access policy (YAML, see docs/auth.md); re-read on SIGHUP',
+      schema: text('a file name'),
+      on: SERVE,
+      reloadable: true,
+    }),
+    login_failures: setting({
+      flag: '--login-failures <n/duration>',
+      env: 'PORTFOLIO_LOGIN_FAILURES',
+      default: '20/1m',
+      help: 'failed logins a client may make in a burst, and the time they take to come back (a user name gets three times as many)',
+      schema: parsed('N/DURATION (20/1m)', parseLoginFailures, false),
+      on: SERVE,
+    }),
+    token: {
+      key: setting({
+        flag: '--token-key <file>',
+        env: 'PORTFOLIO_TOKEN_KEY',
+        help: 'PEM EC P-256 private key signing tokens (default: generated once in <data-dir>/auth/token-key.pem)',
+        schema: text('a file name'),
+        on: TOKEN,
+      }),
+      service: setting({
+        flag: '--token-service <name>',
+        env: 'PORTFOLIO_TOKEN_SERVICE',
+        default: 'portfolio',
+        help: 'service name: the audience of tokens and the `service` of challenges',
+        schema: text(),
+        on: TOKEN,
+      }),
+      issuer: setting({ flag: '--token-issuer <name>', env: 'PORTFOLIO_TOKEN_ISSUER', default: 'portfolio', help: 'issuer (`iss`) of the tokens Portfolio signs', schema: text(), on: TOKEN }),
+      ttl: setting({ flag: '--token-ttl <duration>', env: 'PORTFOLIO_TOKEN_TTL', default: '5m', help: 'lifetime of issued tokens (at least 60s)', schema: duration(), on: SERVE }),
+      realm: setting({
+        flag: '--token-realm <url>',
+        env: 'PORTFOLIO_TOKEN_REALM',
+        help: 'realm of Bearer challenges (default: <scheme>://<Host>/auth/token of the request)',
+        schema: text('a URL'),
+        on: SERVE,
+      }),
+    },
+    external: {
+      issuer: setting({ flag: '--external-issuer <iss>', env: 'PORTFOLIO_EXTERNAL_ISSUER', help: 'also accept tokens of this issuer…', schema: text(), on: TOKEN }),
+      jwks: setting({ flag: '--external-jwks <file-or-url>', env: 'PORTFOLIO_EXTERNAL_JWKS', help: '…verified with this JWKS (a file or an https URL)', schema: text('a file name or URL'), on: TOKEN }),
+      audience: setting({
+        flag: '--external-audience <aud>',
+        env: 'PORTFOLIO_EXTERNAL_AUDIENCE',
+        help: 'audience the external tokens must name (default: --token-service)',
+        schema: text(),
+        on: TOKEN,
+      }),
+    },
+  },
+  limits: {
+    max_connections: setting({
+      flag: '--max-connections <n>',
+      env: 'PORTFOLIO_MAX_CONNECTIONS',
+      default: String(L.maxConnections),
+      help: 'open connections in all; past it new ones are closed at once (0: unlimited)',
+      schema: count(),
+      on: SERVE,
+    }),
+    max_connections_per_client: setting({
+      flag: '--max-connections-per-client <n>',
+      env: 'PORTFOLIO_MAX_CONNECTIONS_PER_CLIENT',
+      default: String(L.maxConnectionsPerClient),
+      help: 'open connections per client IP; past it new ones are closed at once (0: unlimited)',
+      schema: count(),
+      on: SERVE,
+    }),
+    max_concurrent_requests: setting({
+      flag: '--max-concurrent-requests <n>',
+      env: 'PORTFOLIO_MAX_CONCURRENT_REQUESTS',
+      default: String(L.maxConcurrentPerClient),
+      help: 'requests in flight per client IP; more get 429 (0: unlimited)',
+      schema: count(),
+      on: SERVE,
+    }),
+    rate_limit: setting({
+      flag: '--rate-limit <n/s>',
+      env: 'PORTFOLIO_RATE_LIMIT',
+      help: 'requests per second per client IP, e.g. 50/s (default: unlimited)',
+      schema: parsed('a rate (50/s)', parseRate),
+      on: SERVE,
+    }),
+    header_timeout: setting({
+      flag: '--header-timeout <duration>',
+      env: 'PORTFOLIO_HEADER_TIMEOUT',
+      default: seconds(L.headerTimeoutMs),
+      help: 'time allowed for a request’s headers',
+      schema: duration().refine((ms) => ms > 0, { message: 'must be positive' }),
+      on: SERVE,
+    }),
+    idle_timeout: setting({
+      flag: '--idle-timeout <duration>',
+      env: 'PORTFOLIO_IDLE_TIMEOUT',
+      default: seconds(L.idleTimeoutMs),
+      help: 'longest silence of a request body or a stalled download (0: none)',
+      schema: duration(),
+      on: SERVE,
+    }),
+    body_timeout: setting({
+      flag: '--body-timeout <duration>',
+      env: 'PORTFOLIO_BODY_TIMEOUT',
+      default: seconds(L.bodyTimeoutMs),
+      help: 'time allowed for a body read whole into memory: manifest, token request (0: none)',
+      schema: duration(),
+      on: SERVE,
+    }),
+    min_transfer_rate: setting({
+      flag: '--min-transfer-rate <size>',
+      env: 'PORTFOLIO_MIN_TRANSFER_RATE',
+      default: `${L.minTransferRate / 1024}K`,
+      help: 'bytes per second a client must send or read while a transfer waits on it, e.g. 4K (0: none)',
+      schema: parsed('a size per second (4K)', (v) => parseSize(v.replace(/\/s$/, ''))),
+      on: SERVE,
+    }),
+    transfer_window: setting({
+      flag: '--transfer-window <duration>',
+      env: 'PORTFOLIO_TRANSFER_WINDOW',
+      default: seconds(L.transferWindowMs),
+      help: 'the window over which --min-transfer-rate is measured',
+      schema: duration(),
+      on: SERVE,
+    }),
+  },
+  log: {
+    level: setting({
+      flag: '--log-level <level>',
+      env: 'PORTFOLIO_LOG_LEVEL',
+      default: 'info',
+      help: 'fatal, error, warn, info, debug; re-read on SIGHUP',
+      schema: choice(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+      on: SERVE,
+      reloadable: true,
+    }),
+    format: setting({
+      flag: '--log-format <format>',
+      env: 'PORTFOLIO_LOG_FORMAT',
+      help: 'text: one readable line per record; json: JSON lines (default: text on a terminal, else json)',
+      schema: choice(LOG_FORMATS),
+      on: SERVE,
+    }),
+  },
+  metrics: {
+    addr: setting({
+      flag: '--metrics-addr <host:port>',
+      env: 'PORTFOLIO_METRICS_ADDR',
+      help: 'serve /metrics on this address of its own instead of the main listener',
+      schema: addr(),
+      on: SERVE,
+    }),
+  },
+};
+
+type Tree = { [key: string]: Setting<unknown, boolean> | Tree };
+
+/** The typed configuration: the table's shape, each leaf its parsed value. */
+export type ConfigOf<T> = {
+  [K in keyof T]: T[K] extends Setting<infer V, infer R> ? (R extends true ? V : V | undefined) : ConfigOf<T[K]>;
+};
+export type Config = ConfigOf<typeof SETTINGS>;
+
+export interface Leaf {
+  path: string[];
+  key: string;
+  setting: Setting<unknown, boolean>;
+}
+
+/** Every setting with its path in the file, in table order. */
+export function leaves(tree: Tree = SETTINGS as unknown as Tree, path: string[] = []): Leaf[] {
+  return Object.entries(tree).flatMap(([name, node]) =>
+    node instanceof Setting ? [{ path: [...path, name], key: [...path, name].join('.'), setting: node }] : leaves(node, [...path, name]),
+  );
+}
+
+/** The file's schema: every section a strict mapping, every leaf optional (defaults are filled in before). */
+export function configSchema(tree: Tree = SETTINGS as unknown as Tree): z.ZodType<unknown, unknown> {
+  const shape: Record<string, z.ZodType<unknown, unknown>> = {};
+  for (const [name, node] of Object.entries(tree)) shape[name] = node instanceof Setting ? node.spec.schema.optional() : configSchema(node);
+  return z.strictObject(shape, { error: (issue) => (issue.code === 'invalid_type' ? 'expected a mapping' : undefined) });
+}
