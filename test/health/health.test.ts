@@ -67,6 +67,9 @@ describe('a server whose PostgreSQL database is gone', { timeout: 30_000, skip: 
     assert.equal(ready.body.checks.objects, 'ok');
     assert.match(ready.body.checks.database!, /\S/);
     assert.equal((await fetch(`${registry.url}/healthz`)).status, 200, 'the process itself is still up');
+    const scrape = await fetch(`${registry.url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    assert.equal(scrape.status, 200, 'metrics still answer: the storage gauges keep their last values');
+    assert.match(await scrape.text(), /portfolio_http_requests_total\{route="health",method="GET",status="503"\} 1/);
   });
 });
 
