@@ -112,17 +112,17 @@ export class Metrics implements StorageObserver {
     for (const result of ['ok', 'skipped', 'failed']) this.gcPasses.labels(result).inc(0);
     for (const kind of ['manifests', 'links', 'blobs', 'orphans', 'uploads']) this.gcRemoved.labels(kind).inc(0);
     if (options.stats) {
+      const cached = () => this.cachedStats();
       const stat = (name: string, help: string, pick: (s: StorageStats) => number) =>
         new Gauge({
           name,
           help,
           registers,
           collect: async function (this: Gauge) {
-            const value = await metrics.cachedStats();
+            const value = await cached();
             if (value) this.set(pick(value));
           },
         });
-      const metrics = this;
       stat('portfolio_blobs_stored', 'Distinct blobs stored (refreshed at most every few seconds)', (s) => s.blobs);
       stat('portfolio_blob_bytes_stored', 'Bytes of the blobs stored, each blob counted once (refreshed at most every few seconds)', (s) => s.bytes);
       stat('portfolio_upload_sessions', 'Upload sessions in progress (refreshed at most every few seconds)', (s) => s.uploads);
