@@ -8,6 +8,7 @@ import { Database, redact } from '../backends/sql/database.js';
 import { SqlRegistry } from '../backends/sql/registry.js';
 import { FsObjectStore } from '../backends/objects/fs-store.js';
 import type { ObjectStore } from '../backends/objects/object-store.js';
+import type { StorageObserver } from '../core/observer.js';
 
 export interface EngineOptions {
   dataDir: string;
@@ -22,6 +23,8 @@ export interface EngineOptions {
   redirectMs?: number;
   /** Run pending migrations (serve and migrate do; read-only tools need not). */
   migrate: boolean;
+  /** Told about transaction retries (metrics). */
+  observer?: StorageObserver;
 }
 
 export interface Engine {
@@ -43,7 +46,7 @@ export async function openEngine(options: EngineOptions): Promise<Engine> {
   }
   let database: Database;
   try {
-    database = await Database.open({ url: databaseUrl, sqliteSync: options.sqliteSync });
+    database = await Database.open({ url: databaseUrl, sqliteSync: options.sqliteSync, observer: options.observer });
   } catch (err) {
     await objects.close();
     throw err;

@@ -1,10 +1,13 @@
 /** `portfolio serve`: the registry process, with a clean drain on SIGTERM/SIGINT. */
 import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AccessControl } from '../http/auth/access.js';
 import type { Authorizer } from '../http/auth/authorizer.js';
+import { Health } from '../http/health.js';
 import type { LimitOptions } from '../http/limits.js';
+import { createMetricsServer, Metrics } from '../http/metrics.js';
 import { createRegistryServer } from '../http/server.js';
 import { serveSecurity } from './auth.js';
 import type { LoadedConfig } from './config.js';
@@ -22,6 +25,8 @@ export interface ServeOptions extends EngineOptions {
   gc: { intervalMs: number; graceMs: number; deleteUntaggedAfterMs?: number };
   tlsCert?: string;
   tlsKey?: string;
+  /** Serve /metrics on this HOST:PORT instead of the main listener. */
+  metricsAddr?: string;
   /** Connection caps, timeouts and per-client limits. */
   limits: LimitOptions;
   logger: Logger;
@@ -37,6 +42,7 @@ export function serveOptionsFrom(config: Config): ServeOptions {
     gc: { intervalMs: config.gc.interval, graceMs: config.gc.grace, deleteUntaggedAfterMs: config.gc.delete_untagged },
     tlsCert: config.http.tls.cert,
     tlsKey: config.http.tls.key,
+    metricsAddr: config.metrics.addr,
     limits: limitsFrom(config),
     logger: createLogger(config.log.level, config.log.format ?? defaultLogFormat()),
     config,
@@ -56,19 +62,45 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
   const { host, port } = parseAddr(options.addr);
   const tls = options.tlsCert && options.tlsKey ? { cert: await readFile(options.tlsCert), key: await readFile(options.tlsKey) } : undefined;
   if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
+  const metricsAt = options.metricsAddr ? parseAddr(options.metricsAddr, '--metrics-addr') : undefined;
   const security = await serveSecurity(options.config, options.logger);
-  const engine = await openEngine(options);
+  // The engine reports retries to the metrics; the metrics read storage counts from the engine
+  // (only on a scrape, once both exist).
+  const metrics = new Metrics({ stats: () => engine.registry.stats() });
+  const engine = await openEngine({ ...options, observer: metrics });
   const logger = options.logger;
-  const server = createRegistryServer(engine.registry, { logger, tls, maintenance: engine.registry, chunkMinLength: engine.objects.minChunkBytes, limits: options.limits, ...security });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
+  const health = new Health(() => engine.registry.readiness());
+  const server = createRegistryServer(engine.registry, {
+    logger,
+    tls,
+    maintenance: engine.registry,
+    chunkMinLength: engine.objects.minChunkBytes,
+    limits: options.limits,
+    health,
+    metrics,
+    serveMetrics: !metricsAt,
+    ...security,
+  });
+  const metricsServer = metricsAt ? createMetricsServer(metrics) : undefined;
+  if (metricsServer && metricsAt) await listen(metricsServer, metricsAt.port, metricsAt.host);
+  await listen(server, port, host);
+  // Requests in progress: draining closes the listener once they are done.
+  let inFlight = 0;
+  let whenIdle: (() => void) | undefined;
+  server.on('request', (_req, res) => {
+    inFlight++;
+    res.once('close', () => {
+      if (--inFlight === 0) whenIdle?.();
+    });
   });
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   // The one record a newcomer reads: where to push, where the data goes, who may do what.
   logger.info(
-    { url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`, version: VERSION, ...engine.describe, auth: describeAuth(security.authorizer) },
+    {
+      url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
+      ...(metricsServer ? { metrics: `http://${showAddress(metricsServer.address() as AddressInfo)}/metrics` } : {}),
+      version: VERSION, ...engine.describe, auth: describeAuth(security.authorizer) },
     'listening',
   );
 
@@ -91,10 +123,14 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     gcRunning = engine.registry
       .collectGarbage({ ...options.gc, skipOrphanScan })
       .then((report) => {
+        metrics.gcPass(report);
         const removed = report.manifestsDeleted + report.linksDeleted + report.blobsDeleted + report.orphanObjectsDeleted + report.uploadsExpired;
         if (report.ran && removed > 0) logger.info({ ...report }, 'garbage collected');
       })
-      .catch((err: unknown) => logger.error({ err }, 'garbage collection failed'))
+      .catch((err: unknown) => {
+        metrics.gcPass(null);
+        logger.error({ err }, 'garbage collection failed');
+      })
       .finally(() => {
         if (!stopping) gcTimer = setTimeout(collect, options.gc.intervalMs);
       });
@@ -105,12 +141,24 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'draining');
+    logger.info({ signal, inFlight }, 'draining');
+    // Readiness fails at once, and the listener stays open while requests are in flight, so a
+    // load balancer sees the 503 and stops sending before connections are refused.
+    health.draining = true;
     clearInterval(sweep);
     clearTimeout(gcTimer);
-    const force = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
+    const force = setTimeout(() => {
+      whenIdle?.();
+      server.closeAllConnections();
+    }, DRAIN_TIMEOUT_MS);
     force.unref();
-    server.close(() => {
+    const closeListener = () => {
+      whenIdle = undefined;
+      server.close(onClosed);
+      server.closeIdleConnections();
+    };
+    const onClosed = () => {
+      metricsServer?.close();
       gcRunning
         .then(() => engine.registry.close())
         .then(() => {
@@ -122,8 +170,9 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
           logger.error({ err }, 'close failed');
           process.exitCode = 1;
         });
-    });
-    server.closeIdleConnections();
+    };
+    if (inFlight === 0) closeListener();
+    else whenIdle = closeListener;
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
@@ -136,10 +185,21 @@ function describeAuth(authorizer: Authorizer | undefined): string {
   return 'on: Basic auth';
 }
 
-export function parseAddr(addr: string): { host: string; port: number } {
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+}
+
+function showAddress(address: AddressInfo): string {
+  return `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+}
+
+export function parseAddr(addr: string, flag = '--addr'): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(addr);
-  if (!m) throw new Error(`invalid --addr ${JSON.stringify(addr)}: use HOST:PORT`);
+  if (!m) throw new Error(`invalid ${flag} ${JSON.stringify(addr)}: use HOST:PORT`);
   const port = Number(m[3]);
-  if (port > 65535) throw new Error(`invalid port in --addr ${addr}`);
+  if (port > 65535) throw new Error(`invalid port in ${flag} ${addr}`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }

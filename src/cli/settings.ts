@@ -335,6 +335,15 @@ export const SETTINGS = {
       on: SERVE,
     }),
   },
+  metrics: {
+    addr: setting({
+      flag: '--metrics-addr <host:port>',
+      env: 'PORTFOLIO_METRICS_ADDR',
+      help: 'serve /metrics on this address of its own instead of the main listener',
+      schema: addr(),
+      on: SERVE,
+    }),
+  },
 };
 
 type Tree = { [key: string]: Setting<unknown, boolean> | Tree };

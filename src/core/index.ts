@@ -4,3 +4,4 @@ export * from './interfaces.js';
 export * from './maintenance.js';
 export * from './manifest.js';
 export * from './names.js';
+export * from './observer.js';

@@ -13,6 +13,8 @@ import { errorHeaders, FULL_ACCESS, type Authorizer, type Need } from './auth/au
 import { ClientTooSlow, Limits, type LimitOptions } from './limits.js';
 import { ADMIN_PREFIX, handleAdmin } from './handlers/admin.js';
 import { handleBase, handleCatalog } from './handlers/base.js';
+import { HEALTH_PATHS, type Health } from './health.js';
+import { METRICS_PATH, type Metrics } from './metrics.js';
 import { route } from './router.js';
 import { API_VERSION, API_VERSION_HEADER, internalError, sendError } from './respond.js';
 
@@ -23,6 +25,12 @@ export interface ServerOptions extends HttpOptions {
   authorizer?: Authorizer;
   /** Connection caps, timeouts and per-client limits (src/http/limits.ts). */
   limits?: LimitOptions;
+  /** Probes at /healthz and /readyz; absent: not served. */
+  health?: Health;
+  /** Request metrics are recorded here when given; */
+  metrics?: Metrics;
+  /** …and served at /metrics (admin rights when auth is on) when this is true, not when they have a listener of their own. */
+  serveMetrics?: boolean;
 }
 
 export function createRegistryServer(registry: Registry, options: ServerOptions): Server {
@@ -40,6 +48,7 @@ async function handle(registry: Registry, options: ServerOptions, req: IncomingM
   const started = process.hrtime.bigint();
   res.setHeader(API_VERSION_HEADER, API_VERSION);
   res.once('close', () => {
+    options.metrics?.observeRequest(req, res, started);
     options.logger.info(
       {
         method: req.method,
@@ -67,6 +76,13 @@ async function dispatch(registry: Registry, options: ServerOptions, req: Incomin
   const path = q === -1 ? url : url.slice(0, q);
   const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
   const method = req.method ?? 'GET';
+  // Probes carry no credentials: they say only whether to send traffic here.
+  if (options.health && HEALTH_PATHS.has(path)) return options.health.handle(req, res, path);
+  if (path === METRICS_PATH && options.metrics && options.serveMetrics) {
+    if (method !== 'GET' && method !== 'HEAD') throw errors.unsupported(`method ${method} is not allowed`);
+    await options.authorizer?.authorize(req, { kind: 'admin' });
+    return options.metrics.serve(res);
+  }
   if (path === '/v2/' || path === '/v2') {
     if (method !== 'GET' && method !== 'HEAD') throw errors.unsupported(`method ${method} is not allowed`);
     await options.authorizer?.authorize(req, { kind: 'login' });

@@ -5,6 +5,7 @@
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type SqliteDatabase as SqliteDialectDatabase, type Transaction } from 'kysely';
 import pg from 'pg';
+import type { StorageObserver } from '../../core/observer.js';
 import { migrations, type Dialect, type Schema } from './schema.js';
 
 // int8 columns (sizes, times, ids) fit in a double; read them as numbers on PostgreSQL too.
@@ -26,12 +27,15 @@ export interface DatabaseOptions {
    */
   sqliteSync?: 'FULL' | 'NORMAL';
   poolSize?: number;
+  /** Told about transaction retries (for metrics). */
+  observer?: StorageObserver;
 }
 
 export class Database {
   private constructor(
     readonly db: Kysely<Schema>,
     readonly dialect: Dialect,
+    private readonly observer: StorageObserver | undefined,
   ) {}
 
   static async open(options: DatabaseOptions): Promise<Database> {
@@ -43,7 +47,7 @@ export class Database {
         throw new Error(`cannot connect to PostgreSQL at ${redact(options.url)}: ${err.message}`);
       });
       client.release();
-      return new Database(new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) }), 'postgres');
+      return new Database(new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) }), 'postgres', options.observer);
     }
     const path = options.url.replace(/^sqlite:/, '');
     let sqlite: SqliteDatabase.Database;
@@ -56,7 +60,7 @@ export class Database {
     sqlite.pragma(`synchronous = ${options.sqliteSync ?? 'NORMAL'}`);
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 10000');
-    return new Database(new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) }), 'sqlite');
+    return new Database(new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) }), 'sqlite', options.observer);
   }
 
   get postgres(): boolean {
@@ -81,6 +85,13 @@ export class Database {
       : await run();
     if (error) throw new Error(`database migration failed: ${(error as Error).message ?? String(error)}`);
     return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  }
+
+  /** Names of the migrations this build knows that the database has not applied yet. */
+  async pendingMigrations(): Promise<string[]> {
+    const all = migrations(this.dialect);
+    const migrator = new Migrator({ db: this.db, provider: { getMigrations: async () => all } });
+    return (await migrator.getMigrations()).filter((m) => m.executedAt === undefined).map((m) => m.name);
   }
 
   /**
@@ -108,6 +119,7 @@ export class Database {
         return await this.db.transaction().execute(work);
       } catch (err) {
         if (attempt >= 8 || !isRetryable(err)) throw err;
+        this.observer?.transactionRetried();
         await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
       }
     }

@@ -2,6 +2,7 @@
 import type { CatalogFilter, Page, PageRequest, Registry, Repository } from '../../core/interfaces.js';
 import type { FsckOptions, FsckReport, GcOptions, GcReport, Maintenance, Usage } from '../../core/maintenance.js';
 import type { RepositoryName } from '../../core/names.js';
+import type { Observable, ReadinessCheck, StorageStats } from '../../core/observer.js';
 import type { ObjectStore } from '../objects/object-store.js';
 import { SqlBlobStore } from './blobs.js';
 import { findRepositoryId, pageLimit, pageOf, type Context, type SqlRegistryOptions } from './context.js';
@@ -10,12 +11,13 @@ import { fsck } from './fsck.js';
 import { HashCache } from './hash-cache.js';
 import { collectGarbage } from './gc.js';
 import { SqlManifestStore } from './manifests.js';
+import { readiness, stats } from './observe.js';
 import { usage } from './usage.js';
 import { SqlUploadStore } from './uploads.js';
 
 export type { SqlRegistryOptions } from './context.js';
 
-export class SqlRegistry implements Registry, Maintenance {
+export class SqlRegistry implements Registry, Maintenance, Observable {
   private readonly ctx: Context;
 
   constructor(database: Database, objects: ObjectStore, options: SqlRegistryOptions) {
@@ -95,6 +97,14 @@ export class SqlRegistry implements Registry, Maintenance {
       }
       if (rows.length < 100 || !progressed) return expired;
     }
+  }
+
+  readiness(): Promise<ReadinessCheck[]> {
+    return readiness(this.ctx);
+  }
+
+  stats(): Promise<StorageStats> {
+    return stats(this.ctx);
   }
 
   collectGarbage(options: GcOptions): Promise<GcReport> {
