@@ -170,7 +170,7 @@ export const SETTINGS = {
     delete_untagged: setting({
       flag: '--gc-delete-untagged <duration>',
       env: 'PORTFOLIO_GC_DELETE_UNTAGGED',
-      help: 'collection also deletes untagged manifests older than this',
+      help: 'collection also deletes untagged manifests not pushed or tagged for this long',
       schema: duration(),
       on: SERVE,
     }),

@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { basicAuth, writeHtpasswd } from '../auth/util.js';
 import { image, pushImage } from '../helpers/oci.js';
+import { freePort } from '../helpers/net.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { parseSamples, valueOf } from './scrape.js';
 
@@ -97,17 +97,6 @@ describe('/metrics with auth on', { timeout: 60_000 }, () => {
     assert.equal((await fetch(`${registry.url}/readyz`)).status, 200);
   });
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('--metrics-addr', { timeout: 60_000 }, () => {
   let registry: RunningRegistry;

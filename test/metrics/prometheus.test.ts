@@ -6,27 +6,16 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { image, pushImage } from '../helpers/oci.js';
+import { freePort } from '../helpers/net.js';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
 
 const installed = spawnSync('prometheus', ['--version'], { stdio: 'ignore' }).status === 0;
 // CI installs it (.ci/run): there, a missing binary is a failure, not a skip.
 const unavailable = !installed && process.env.CI !== 'true' && 'prometheus is not installed (apt-get install prometheus)';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
