@@ -4,6 +4,7 @@ import { registerAuthCommands } from './auth.js';
 import { configFromOptions, loadConfig, printConfig, withSettings } from './config.js';
 import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
+import { registerEventCommands } from './events.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { serveConfigured } from './serve.js';
 import { VERSION } from './version.js';
@@ -49,6 +50,7 @@ withSettings(
 });
 
 registerMaintenanceCommands(program);
+registerEventCommands(program);
 registerAuthCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
