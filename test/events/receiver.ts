@@ -24,6 +24,8 @@ export class Receiver {
   readonly cloudEvents: Record<string, unknown>[] = [];
   readonly contentTypes = new Set<string>();
   mode: Mode = 'ok';
+  /** Milliseconds to wait before answering a request it takes. */
+  delayMs = 0;
   /** Requests held open in 'hang' mode. */
   readonly hanging: ServerResponse[] = [];
   requests = 0;
@@ -67,6 +69,7 @@ export class Receiver {
       res.writeHead(500).end();
       return;
     }
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     const type = req.headers['content-type'] ?? '';
     this.contentTypes.add(type);
     const body = JSON.parse(Buffer.concat(chunks).toString()) as { events?: ReceivedEvent[]; data?: ReceivedEvent };
