@@ -14,7 +14,7 @@ const program = new Command('portfolio')
   .version(VERSION, '-V, --version', 'print the version')
   .showHelpAfterError();
 
-withSettings(program.command('serve').description('run the registry (SIGHUP re-reads the configuration: access policy, log level)'), 'engine', 'serve').action(
+withSettings(program.command('serve').description('run the registry (SIGHUP re-reads the configuration: access policy, log level, event sinks)'), 'engine', 'serve').action(
   async (_flags: unknown, command: Command) => {
     await serveConfigured(() => configFromOptions(command.opts()));
   },

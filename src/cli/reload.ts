@@ -1,7 +1,7 @@
 /**
  * SIGHUP: build the configuration again (file, environment, flags) and apply what can change
- * without a restart — the access policy (re-read even when its file name is unchanged) and the log
- * level. Anything else that differs is logged as needing a restart. A configuration or policy that
+ * without a restart — the access policy (re-read even when its file name is unchanged), the log
+ * level and the event sinks. Anything else that differs is logged as needing a restart. A configuration or policy that
  * does not load leaves the running one in place, and the log says why.
  */
 import type { Logger } from 'pino';

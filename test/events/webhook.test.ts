@@ -4,10 +4,11 @@
  * `portfolio events retry`, a hanging receiver, pulls, and a change that rolls back.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { stringify } from 'yaml';
 import { blob, image, pushBlob, pushImage } from '../helpers/oci.js';
 import { runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { parseSamples, valueOf } from '../metrics/scrape.js';
@@ -266,6 +267,41 @@ test('pull events are recorded only when turned on', async () => {
     assert.equal(events.length, 1, 'a HEAD is no pull, and the push is filtered out');
     assert.deepEqual([events[0]!.action, events[0]!.target.tag, events[0]!.target.digest, events[0]!.request.method], ['pull', 'v1', img.digest, 'GET']);
     assert.deepEqual(pushes(events).size, 0);
+  } finally {
+    await registry.stop();
+    await receiver.stop();
+  }
+});
+
+test('SIGHUP starts and stops sinks without a restart', async () => {
+  const receiver = new Receiver();
+  await receiver.start();
+  const config = await configFile(dir, { events: { poll_interval: '200ms' } });
+  const registry = await startRegistry({ args: ['--config', config] });
+  const reloaded = async (count: number) => {
+    registry.process.kill('SIGHUP');
+    for (let i = 0; i < 200; i++) {
+      const records = registry.output().split('\n').filter((line) => line.includes('"configuration reloaded"'));
+      if (records.length >= count) return records[count - 1]!;
+      await sleep(25);
+    }
+    assert.fail(`no reload after SIGHUP:\n${registry.output()}`);
+  };
+  try {
+    await pushTagged(registry.url, 'reload/app', 'before');
+    await writeFile(config, stringify({ events: { poll_interval: '200ms', sinks: [fastSink('late', receiver.url)] } }));
+    assert.match(await reloaded(1), /events\.sinks/);
+    const during = await pushTagged(registry.url, 'reload/app', 'during');
+    await receiver.waitFor((events) => events.length >= 1, 'the push after the reload');
+    await writeFile(config, stringify({ events: { poll_interval: '200ms' } }));
+    await reloaded(2);
+    await pushTagged(registry.url, 'reload/app', 'after');
+    await sleep(600);
+    assert.deepEqual(
+      receiver.distinct().map((e) => `${e.target.tag}@${e.target.digest}`),
+      [`during@${during.digest}`],
+      'only the push made while the sink was configured',
+    );
   } finally {
     await registry.stop();
     await receiver.stop();
