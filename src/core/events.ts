@@ -143,6 +143,8 @@ export interface EventLog {
    * this one), or is parked as failed when that returns null.
    */
   eventsFailed(sink: string, ids: string[], error: string, retryAt: (attempts: number) => number | null): Promise<void>;
+  /** Extends the lease on claimed queues (by their head events) while their delivery is still in progress. */
+  extendClaims(sink: string, headIds: string[], leaseMs: number): Promise<void>;
   /** Gives claimed events back untried (a deliverer stopping): they are claimable again at once. */
   releaseEvents(sink: string, ids: string[]): Promise<void>;
   listEvents(options: { state?: DeliveryState; sink?: string; limit: number }): Promise<Delivery[]>;

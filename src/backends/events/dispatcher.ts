@@ -82,6 +82,15 @@ export class Dispatcher {
   }
 }
 
+/** Claims are leased this long and renewed every third of it while their delivery runs. */
+const LEASE_MS = 30_000;
+/**
+ * After a wake-up, the loop waits this long before it claims, so that the events of a burst of
+ * pushes go out in a few requests instead of one each (and the claims take the database's write
+ * lock a few times instead of once per push).
+ */
+const GATHER_MS = 100;
+
 class SinkLoop {
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -117,48 +126,71 @@ class SinkLoop {
 
   private async loop(): Promise<void> {
     const { sink } = this.runner;
-    // The lease outlasts the longest send of a batch, so no other replica takes it over meanwhile.
-    const leaseMs = Math.max(30_000, sink.timeoutMs * (sink.batch + 1));
     while (!this.stopped) {
       this.woken = false;
       let claimed: ClaimedBatch[] = [];
       try {
-        claimed = await this.log.claimEvents(sink.name, { streams: this.options.streams ?? 8, batch: sink.batch, leaseMs });
+        claimed = await this.log.claimEvents(sink.name, { streams: sink.streams, batch: sink.batch, leaseMs: LEASE_MS });
       } catch (err) {
         this.onError(sink.name, err);
       }
       if (claimed.length > 0) {
-        await Promise.all(claimed.map((batch) => this.deliver(batch)));
+        await this.deliverAll(claimed);
         continue;
       }
       if (!this.woken) await this.sleep(this.options.pollMs);
+      if (this.woken && !this.stopped) await this.sleep(GATHER_MS, false);
     }
   }
 
-  private sleep(ms: number): Promise<void> {
+  private sleep(ms: number, wakeable = true): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
+      const self = this;
       function done() {
         clearTimeout(timer);
+        if (self.wakeUp === wake) self.wakeUp = undefined;
         resolve();
       }
-      this.wakeUp = () => {
-        this.wakeUp = undefined;
-        done();
-      };
+      // Only stop() cuts a gathering pause short; a wake-up just marks that there is work.
+      const wake = () => (wakeable || this.stopped ? done() : undefined);
+      this.wakeUp = wake;
     });
   }
 
-  private async deliver(batch: ClaimedBatch): Promise<void> {
+  /** Sends claimed queues in requests of at most `sink.batch` events, whole queues each, renewing the leases meanwhile. */
+  private async deliverAll(claimed: ClaimedBatch[]): Promise<void> {
+    const { sink } = this.runner;
+    const heads = claimed.map((b) => b.deliveries[0]!.event.id);
+    const renew = setInterval(() => {
+      this.log.extendClaims(sink.name, heads, LEASE_MS).catch((err: unknown) => this.onError(sink.name, err));
+    }, LEASE_MS / 3);
+    try {
+      let chunk: ClaimedBatch[] = [];
+      let size = 0;
+      for (const batch of claimed) {
+        if (size > 0 && size + batch.deliveries.length > sink.batch) {
+          await this.deliver(chunk);
+          chunk = [];
+          size = 0;
+        }
+        chunk.push(batch);
+        size += batch.deliveries.length;
+      }
+      if (chunk.length) await this.deliver(chunk);
+    } finally {
+      clearInterval(renew);
+    }
+  }
+
+  private async deliver(batches: ClaimedBatch[]): Promise<void> {
     const { sink, backoff } = this.runner;
-    const ids = batch.deliveries.map((d) => d.event.id);
+    const events = batches.flatMap((b) => b.deliveries.map((d) => d.event));
+    const ids = events.map((e) => e.id);
     let taken = ids.length;
     let failure: string | undefined;
     try {
-      await sink.send(
-        batch.deliveries.map((d) => d.event),
-        this.abort.signal,
-      );
+      await sink.send(events, this.abort.signal);
     } catch (err) {
       taken = err instanceof DeliveryError ? Math.min(err.delivered, ids.length) : 0;
       failure = (err as Error).message;

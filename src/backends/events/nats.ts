@@ -24,8 +24,9 @@ export interface NatsOptions {
 
 export class NatsSink implements EventSink {
   readonly name: string;
-  readonly timeoutMs: number;
-  readonly batch = 50;
+  private readonly timeoutMs: number;
+  readonly batch = 100;
+  readonly streams = 16;
   private connection: Promise<{ nc: NatsConnection; js: JetStreamClient }> | undefined;
 
   constructor(private readonly options: NatsOptions) {

@@ -13,10 +13,10 @@ export class DeliveryError extends Error {
 
 export interface EventSink {
   readonly name: string;
-  /** Most events worth sending in one go: one repository's, in order. */
+  /** Most events in one send (several repositories' queues, each in order). */
   readonly batch: number;
-  /** Longest a single send may take: the dispatcher's lease on the events outlasts it. */
-  readonly timeoutMs: number;
+  /** Repositories' queues claimed at once. */
+  readonly streams: number;
   /**
    * Sends the events in order; throws a DeliveryError (or any error: none taken) when they were
    * not all taken. `signal` aborts a send in progress (the process is stopping).

@@ -16,14 +16,15 @@ export interface WebhookOptions {
 
 export class WebhookSink implements EventSink {
   readonly name: string;
-  readonly timeoutMs: number;
+  private readonly timeoutMs: number;
   /** CloudEvents in structured mode are one per request; distribution envelopes carry many. */
   readonly batch: number;
+  readonly streams = 16;
 
   constructor(private readonly options: WebhookOptions) {
     this.name = options.name;
     this.timeoutMs = options.timeoutMs;
-    this.batch = options.format === 'distribution' ? 50 : 10;
+    this.batch = options.format === 'distribution' ? 100 : 16;
   }
 
   async send(events: RegistryEvent[], signal: AbortSignal): Promise<void> {

@@ -24,6 +24,7 @@ import type {
 import { EventSelector } from '../../core/events.js';
 import type { Database, Executor } from './database.js';
 import { inSlices, slices } from './batches.js';
+import { prepare } from './prepared.js';
 
 const STATE = { pending: 0, delivered: 1, failed: 2 } as const;
 const STATE_NAME: Record<number, DeliveryState> = { 0: 'pending', 1: 'delivered', 2: 'failed' };
@@ -75,21 +76,15 @@ export class Outbox {
   async record(trx: Executor, repository: string, origin: EventOrigin | undefined, drafts: EventDraft[]): Promise<boolean> {
     const { selectors, source } = this.routing;
     if (selectors.length === 0) return false;
-    const now = Date.now();
-    const timestamp = new Date(now).toISOString();
     const wanted = drafts
       .map((draft) => ({ draft, sinks: selectors.filter((s) => s.selector.accepts(draft.action, draft.target)).map((s) => s.sink) }))
       .filter((w) => w.sinks.length > 0);
     if (wanted.length === 0) return false;
-    const last = await trx
-      .insertInto('event_streams')
-      .values({ repository, seq: wanted.length })
-      .onConflict((oc) => oc.column('repository').doUpdateSet((eb) => ({ seq: eb('event_streams.seq', '+', wanted.length) })))
-      .returning('seq')
-      .executeTakeFirstOrThrow();
-    let seq = last.seq - wanted.length;
-    const events: { id: string; repository: string; seq: number; payload: string; created_at: number }[] = [];
-    const deliveries: { event_id: string; sink: string; repository: string; seq: number; state: number; attempts: number; next_attempt_at: number; claimed_until: number; created_at: number }[] = [];
+    const dialect = this.database.dialect;
+    const last = (await NEXT_SEQ.first(trx, dialect, repository, wanted.length))!.seq;
+    let seq = last - wanted.length;
+    const now = Date.now();
+    const timestamp = new Date(now).toISOString();
     for (const { draft, sinks } of wanted) {
       seq++;
       const event: RegistryEvent = {
@@ -101,23 +96,20 @@ export class Outbox {
         actor: origin?.actor ? { name: origin.actor } : {},
         source,
       };
-      events.push({ id: event.id, repository, seq, payload: JSON.stringify(event), created_at: now });
-      for (const sink of sinks) {
-        deliveries.push({ event_id: event.id, sink, repository, seq, state: STATE.pending, attempts: 0, next_attempt_at: now, claimed_until: 0, created_at: now });
-      }
+      const payload = JSON.stringify(event);
+      for (const sink of sinks) await INSERT_DELIVERY.execute(trx, dialect, event.id, sink, repository, seq, payload, now);
     }
-    await trx.insertInto('events').values(events).execute();
-    for (const slice of slices(deliveries)) await trx.insertInto('event_deliveries').values(slice).execute();
     return true;
   }
 
   async claim(sink: string, options: { streams: number; batch: number; leaseMs: number }): Promise<ClaimedBatch[]> {
     const db = this.database;
-    const claimed = await db.tx(async (trx) => {
+    const rows = await db.tx(async (trx) => {
       const now = Date.now();
+      // Each repository's oldest pending event, if it is due and nobody holds it.
       const heads = await trx
         .selectFrom('event_deliveries as d')
-        .select(['d.event_id', 'd.repository', 'd.seq', 'd.attempts'])
+        .select(['d.event_id', 'd.repository'])
         .where('d.sink', '=', sink)
         .where('d.state', '=', STATE.pending)
         .where('d.next_attempt_at', '<=', now)
@@ -150,34 +142,28 @@ export class Outbox {
         )
         .execute();
       // The events after a head are nobody else's: only a queue's head can be claimed.
-      const streams: { repository: string; rows: { event_id: string; attempts: number }[] }[] = [];
-      for (const head of heads) {
-        const rest =
-          options.batch > 1
-            ? await trx
-                .selectFrom('event_deliveries')
-                .select(['event_id', 'attempts'])
-                .where('sink', '=', sink)
-                .where('state', '=', STATE.pending)
-                .where('repository', '=', head.repository)
-                .where('seq', '>', head.seq)
-                .orderBy('seq')
-                .limit(options.batch - 1)
-                .execute()
-            : [];
-        streams.push({ repository: head.repository, rows: [head, ...rest] });
-      }
-      return streams;
+      return trx
+        .selectFrom('event_deliveries')
+        .select(['repository', 'seq', 'attempts', 'payload'])
+        .where('sink', '=', sink)
+        .where('state', '=', STATE.pending)
+        .where(
+          'repository',
+          'in',
+          heads.map((h) => h.repository),
+        )
+        .orderBy('repository')
+        .orderBy('seq')
+        .limit(options.streams * options.batch)
+        .execute();
     });
-    const ids = claimed.flatMap((s) => s.rows.map((r) => r.event_id));
-    const payloads = new Map(
-      (await inSlices(ids, (slice) => db.db.selectFrom('events').select(['id', 'payload']).where('id', 'in', slice).execute())).map((e) => [e.id, e.payload]),
-    );
-    return claimed.map((stream) => ({
-      sink,
-      repository: stream.repository,
-      deliveries: stream.rows.map((r) => ({ event: JSON.parse(payloads.get(r.event_id)!) as RegistryEvent, attempts: r.attempts })),
-    }));
+    const batches = new Map<string, ClaimedBatch>();
+    for (const row of rows) {
+      let batch = batches.get(row.repository);
+      if (!batch) batches.set(row.repository, (batch = { sink, repository: row.repository, deliveries: [] }));
+      if (batch.deliveries.length < options.batch) batch.deliveries.push({ event: JSON.parse(row.payload) as RegistryEvent, attempts: row.attempts });
+    }
+    return [...batches.values()];
   }
 
   async delivered(sink: string, ids: string[]): Promise<void> {
@@ -187,6 +173,19 @@ export class Outbox {
         .updateTable('event_deliveries')
         .set((eb) => ({ state: STATE.delivered, delivered_at: now, claimed_until: 0, attempts: eb('attempts', '+', 1), last_error: null }))
         .where('sink', '=', sink)
+        .where('event_id', 'in', slice)
+        .execute();
+    }
+  }
+
+  async extend(sink: string, headIds: string[], leaseMs: number): Promise<void> {
+    const until = Date.now() + leaseMs;
+    for (const slice of slices(headIds)) {
+      await this.database.db
+        .updateTable('event_deliveries')
+        .set({ claimed_until: until })
+        .where('sink', '=', sink)
+        .where('state', '=', STATE.pending)
         .where('event_id', 'in', slice)
         .execute();
     }
@@ -228,12 +227,11 @@ export class Outbox {
 
   async list(options: { state?: DeliveryState; sink?: string; limit: number }): Promise<Delivery[]> {
     let query = this.database.db
-      .selectFrom('event_deliveries as d')
-      .innerJoin('events as e', 'e.id', 'd.event_id')
-      .select(['d.sink', 'd.state', 'd.attempts', 'd.last_error', 'd.next_attempt_at', 'd.delivered_at', 'e.payload']);
-    if (options.state !== undefined) query = query.where('d.state', '=', STATE[options.state]);
-    if (options.sink !== undefined) query = query.where('d.sink', '=', options.sink);
-    const rows = await query.orderBy('d.created_at').orderBy('d.repository').orderBy('d.seq').limit(options.limit).execute();
+      .selectFrom('event_deliveries')
+      .select(['sink', 'state', 'attempts', 'last_error', 'next_attempt_at', 'delivered_at', 'payload']);
+    if (options.state !== undefined) query = query.where('state', '=', STATE[options.state]);
+    if (options.sink !== undefined) query = query.where('sink', '=', options.sink);
+    const rows = await query.orderBy('created_at').orderBy('repository').orderBy('seq').limit(options.limit).execute();
     return rows.map((r) => ({
       sink: r.sink,
       state: STATE_NAME[r.state]!,
@@ -263,13 +261,7 @@ export class Outbox {
   }
 
   async prune(before: number): Promise<number> {
-    const db = this.database.db;
-    const deleted = await db.deleteFrom('event_deliveries').where('state', '=', STATE.delivered).where('delivered_at', '<', before).executeTakeFirst();
-    await db
-      .deleteFrom('events')
-      .where('created_at', '<', before)
-      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('event_deliveries as d').select('d.seq').whereRef('d.event_id', '=', 'events.id'))))
-      .execute();
+    const deleted = await this.database.db.deleteFrom('event_deliveries').where('state', '=', STATE.delivered).where('delivered_at', '<', before).executeTakeFirst();
     return Number(deleted.numDeletedRows);
   }
 
@@ -300,3 +292,27 @@ function withUrl(draft: EventDraft, origin: EventOrigin | undefined): EventTarge
   if (draft.kind && target.digest && origin?.baseUrl) target.url = `${origin.baseUrl}/v2/${target.repository}/${draft.kind}/${target.digest}`;
   return target;
 }
+
+/** Takes `count` sequence numbers of a repository's events; returns the last. Locks the repository's row until commit. */
+const NEXT_SEQ = prepare((exec, _pg, repository: string, count: number) =>
+  exec
+    .insertInto('event_streams')
+    .values({ repository, seq: count })
+    .onConflict((oc) => oc.column('repository').doUpdateSet((eb) => ({ seq: eb('event_streams.seq', '+', count) })))
+    .returning('seq'),
+);
+
+const INSERT_DELIVERY = prepare((exec, _pg, eventId: string, sink: string, repository: string, seq: number, payload: string, now: number) =>
+  exec.insertInto('event_deliveries').values({
+    event_id: eventId,
+    sink,
+    repository,
+    seq,
+    payload,
+    state: STATE.pending,
+    attempts: 0,
+    next_attempt_at: now,
+    claimed_until: 0,
+    created_at: now,
+  }),
+);

@@ -167,6 +167,10 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog 
     return this.ctx.events.failed(sink, ids, error, retryAt);
   }
 
+  extendClaims(sink: string, headIds: string[], leaseMs: number): Promise<void> {
+    return this.ctx.events.extend(sink, headIds, leaseMs);
+  }
+
   releaseEvents(sink: string, ids: string[]): Promise<void> {
     return this.ctx.events.release(sink, ids);
   }

@@ -95,22 +95,15 @@ export interface EventStreamsTable {
   repository: string;
   seq: number;
 }
-/** A recorded event, written in the transaction of the change it describes. */
-export interface EventsTable {
-  /** The event's id (a UUID), the same in every delivery attempt. */
-  id: string;
-  repository: string;
-  seq: number;
-  /** The event as JSON (a RegistryEvent). */
-  payload: string;
-  created_at: number;
-}
-/** An event queued for one sink. */
+/** An event queued for one sink, written in the transaction of the change it describes. */
 export interface EventDeliveriesTable {
+  /** The event's id (a UUID), the same in every delivery attempt and at every sink. */
   event_id: string;
   sink: string;
   repository: string;
   seq: number;
+  /** The event as JSON (a RegistryEvent). */
+  payload: string;
   /** 0 pending, 1 delivered, 2 failed (parked until retried). */
   state: number;
   attempts: number;
@@ -134,7 +127,6 @@ export interface Schema {
   upload_chunks: UploadChunksTable;
   leases: LeasesTable;
   event_streams: EventStreamsTable;
-  events: EventsTable;
   event_deliveries: EventDeliveriesTable;
 }
 
@@ -296,26 +288,19 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     },
     '0006_events': {
       async up(db: Kysely<unknown>) {
-        // The outbox: an event row commits with its change; deliveries are its queue per sink.
+        // The outbox: an event's row per sink commits with its change; a sink's rows are its queue.
         await db.schema
           .createTable('event_streams')
           .addColumn('repository', t.text, (c) => c.primaryKey())
           .addColumn('seq', t.int, (c) => c.notNull())
           .execute();
         await db.schema
-          .createTable('events')
-          .addColumn('id', t.text, (c) => c.primaryKey())
-          .addColumn('repository', t.text, (c) => c.notNull())
-          .addColumn('seq', t.int, (c) => c.notNull())
-          .addColumn('payload', t.text, (c) => c.notNull())
-          .addColumn('created_at', t.int, (c) => c.notNull())
-          .execute();
-        await db.schema
           .createTable('event_deliveries')
-          .addColumn('event_id', t.text, (c) => c.notNull().references('events.id').onDelete('cascade'))
+          .addColumn('event_id', t.text, (c) => c.notNull())
           .addColumn('sink', t.text, (c) => c.notNull())
           .addColumn('repository', t.text, (c) => c.notNull())
           .addColumn('seq', t.int, (c) => c.notNull())
+          .addColumn('payload', t.text, (c) => c.notNull())
           .addColumn('state', t.int, (c) => c.notNull())
           .addColumn('attempts', t.int, (c) => c.notNull())
           .addColumn('next_attempt_at', t.int, (c) => c.notNull())
