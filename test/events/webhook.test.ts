@@ -310,3 +310,27 @@ test('SIGHUP starts and stops sinks without a restart', async () => {
     await receiver.stop();
   }
 });
+
+test('delivered events are listed, then pruned after the retention period', async () => {
+  const receiver = new Receiver();
+  await receiver.start();
+  const config = await configFile(dir, { events: { poll_interval: '200ms', retention: '5s', sinks: [fastSink('kept', receiver.url)] } });
+  const registry = await startRegistry({ args: ['--config', config] });
+  try {
+    const img = await pushTagged(registry.url, 'pruned/app', 'v1');
+    await receiver.waitFor((events) => events.length >= 1, 'the push');
+    const listed = await runCli(['events', 'list', '--delivered', ...registry.engineArgs]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, new RegExp(`kept\\s+delivered\\s+push pruned/app:v1`));
+    assert.ok(listed.stdout.includes(receiver.distinct()[0]!.id));
+    for (let i = 0; ; i++) {
+      const { stdout } = await runCli(['events', 'list', '--delivered', ...registry.engineArgs]);
+      if (stdout.trim() === 'no events') break;
+      assert.ok(i < 60, `the delivered event of ${img.digest} is pruned after 5 s`);
+      await sleep(500);
+    }
+  } finally {
+    await registry.stop();
+    await receiver.stop();
+  }
+});
