@@ -43,8 +43,10 @@ export function manifestView(repository: string, detail: ManifestDetail, config:
   const isIndex = Array.isArray(m.manifests);
   const configDesc = obj(m.config);
   const configType = str(configDesc?.mediaType);
-  const artifactType = detail.artifactType ?? str(m.artifactType);
   const kind = isIndex ? 'index' : configType && CONFIG_MEDIA_TYPES.has(configType) ? 'image' : 'artifact';
+  // The database records an image's config type as its artifact type (the referrers API's rule); an image has none of its own.
+  const declared = detail.artifactType ?? str(m.artifactType);
+  const artifactType = kind === 'image' && declared === configType && !str(m.artifactType) ? null : declared;
   const groups = new Map<string, ManifestView['referrers'][number]['items']>();
   for (const r of detail.referrers) {
     const type = r.artifactType ?? 'unknown';
