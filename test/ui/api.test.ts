@@ -127,6 +127,8 @@ describe('JSON API', () => {
     const usage = await call(`${url}${API}/usage`, { headers: { cookie } });
     assert.equal(usage.status, 200);
     assert.ok(usage.json.storedBytes > 0);
+    assert.equal(usage.json.repositoryCount, 9);
+    assert.equal(usage.json.repositories.length, 9);
     const out = await call(`${url}${API}/session`, { method: 'DELETE', headers: { cookie, 'x-portfolio-csrf': login.json.csrf } });
     assert.equal(out.status, 204);
     assert.equal((await call(`${url}${API}/session`, { headers: { cookie } })).json.user, null, 'the session ended');
@@ -142,5 +144,34 @@ describe('JSON API', () => {
     assert.equal((await call(`${url}${API}/repositories/apps/web`, { method: 'DELETE', headers })).status, 403);
     assert.equal((await call(`${url}${API}/usage`, { headers })).status, 403);
     assert.equal((await call(`${url}${API}/repositories/private/secret`, { headers })).status, 200, 'authenticated pull');
+  });
+
+  it('serves the built interface: the page revalidated, hashed assets cached for a year, gzip', async () => {
+    const page = await call(`${url}/ui/`);
+    assert.equal(page.status, 200);
+    assert.equal(page.headers.get('cache-control'), 'no-cache');
+    assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+    const script = /src="(\/ui\/assets\/main-[A-Z0-9]+\.js)"/.exec(page.text)?.[1];
+    assert.ok(script, page.text);
+    const asset = await fetch(`${url}${script}`, { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(asset.status, 200);
+    assert.equal(asset.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    assert.equal(asset.headers.get('content-encoding'), 'gzip');
+    assert.equal((await call(`${url}/ui/r/apps/web`)).status, 200, 'any page path is the page');
+    assert.equal((await call(`${url}/ui/assets/missing.js`)).status, 404);
+    assert.equal((await call(`${url}/ui/`, { method: 'POST' })).status, 405);
+  });
+});
+
+describe('--ui off', () => {
+  it('serves neither the interface nor its API', async () => {
+    const registry = await startRegistry({ args: ['--ui', 'off'] });
+    try {
+      assert.equal((await call(`${registry.url}/ui/`)).status, 404);
+      assert.equal((await call(`${registry.url}${API}/repositories`)).status, 404);
+      assert.equal((await call(`${registry.url}/v2/`)).status, 200);
+    } finally {
+      await registry.stop();
+    }
   });
 });

@@ -74,7 +74,7 @@ export interface Manifest {
 export interface Usage {
   storedBytes: number;
   blobs: number;
-  repositories: number;
+  repositoryCount: number;
 }
 
 export class ApiError extends Error {

@@ -303,7 +303,9 @@ async function usage(ctx: ApiContext): Promise<void> {
   ]);
   const last = page.items[page.items.length - 1];
   sendJson(ctx.res, 200, {
-    ...totals,
+    storedBytes: totals.storedBytes,
+    blobs: totals.blobs,
+    repositoryCount: totals.repositories,
     repositories: page.items.map(summaryJson),
     next: page.more && last ? encodeCursor({ name: last.name }) : null,
   });

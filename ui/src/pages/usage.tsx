@@ -12,7 +12,7 @@ export function UsagePage() {
       {data && (
         <>
           <p class="summary">
-            {bytes(data.storedBytes)} stored in {data.blobs} blobs across {data.repositories} repositories (each blob counted once).
+            {bytes(data.storedBytes)} stored in {data.blobs} blobs across {data.repositoryCount} repositories (each blob counted once).
           </p>
           <table>
             <caption class="visually-hidden">Bytes by repository</caption>
