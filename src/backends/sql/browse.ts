@@ -89,12 +89,12 @@ export class SqlBrowse implements Browse {
       if (query.after) where.push(sql`t.name > ${query.after.name}`);
       order = sql`t.name`;
     }
+    // The page's keys first, sorted as narrow rows; sizes and contents only for the page.
     const rows = await sql<TagRow>`
       select t.name, t.updated_at, m.digest, m.media_type, m.artifact_type, m.content, ${manifestSize(sql`m`)} as size
-      from tags t join manifests m on m.id = t.manifest_id
-      where ${sql.join(where, sql` and `)}
-      order by ${order}
-      limit ${query.limit + 1}`.execute(this.db);
+      from (select t.name, t.updated_at, t.manifest_id from tags t where ${sql.join(where, sql` and `)} order by ${order} limit ${query.limit + 1}) t
+      join manifests m on m.id = t.manifest_id
+      order by ${order}`.execute(this.db);
     const page = rows.rows.slice(0, query.limit);
     const parsed = page.map((r) => parseJson(r.content));
     const configs = await this.inlineBlobs(parsed.map(configDigest).filter((d): d is string => d !== null));
