@@ -95,7 +95,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     health,
     metrics,
     serveMetrics: !metricsAt,
-    ...uiFrom(options.config, engine.registry.browse, logger),
+    ...uiFrom(options.config, engine.registry, logger),
     ...security,
   });
   const metricsServer = metricsAt ? createMetricsServer(metrics) : undefined;

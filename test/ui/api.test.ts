@@ -129,6 +129,7 @@ describe('JSON API', () => {
     assert.ok(usage.json.storedBytes > 0);
     assert.equal(usage.json.repositoryCount, 9);
     assert.equal(usage.json.repositories.length, 9);
+    assert.deepEqual(usage.json.events, [], 'no event sinks configured');
     const out = await call(`${url}${API}/session`, { method: 'DELETE', headers: { cookie, 'x-portfolio-csrf': login.json.csrf } });
     assert.equal(out.status, 204);
     assert.equal((await call(`${url}${API}/session`, { headers: { cookie } })).json.user, null, 'the session ended');

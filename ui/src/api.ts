@@ -75,6 +75,7 @@ export interface Usage {
   storedBytes: number;
   blobs: number;
   repositoryCount: number;
+  events: { sink: string; pending: number; failed: number; oldestPendingAt: string | null }[];
 }
 
 export class ApiError extends Error {

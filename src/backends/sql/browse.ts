@@ -42,9 +42,12 @@ export class SqlBrowse implements Browse {
   }
 
   async repositories(query: RepositoryQuery): Promise<{ items: RepositorySummary[]; more: boolean }> {
+    // PostgreSQL would answer an EXISTS under OR with a hashed subplan that reads the whole
+    // table before the first row; OFFSET 0 keeps it a per-row index probe.
+    const probe = this.postgres ? sql` offset 0` : sql``;
     const where: RawBuilder<unknown>[] = [
       // As the catalog: a repository appears once it holds something.
-      sql`(exists (select 1 from manifests m where m.repository_id = r.id) or exists (select 1 from repository_blobs rb where rb.repository_id = r.id))`,
+      sql`(exists (select 1 from manifests m where m.repository_id = r.id${probe}) or exists (select 1 from repository_blobs rb where rb.repository_id = r.id${probe}))`,
     ];
     if (query.after !== undefined) where.push(sql`r.name > ${query.after}`);
     const search = query.search?.toLowerCase() ?? '';

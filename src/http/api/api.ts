@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Browse, RepositorySummary } from '../../core/browse.js';
 import { parseDigest } from '../../core/digest.js';
 import { errors, ErrorCode, RegistryError } from '../../core/errors.js';
-import type { EventOrigin } from '../../core/events.js';
+import type { EventOrigin, SinkBacklog } from '../../core/events.js';
 import type { Registry } from '../../core/interfaces.js';
 import type { Maintenance } from '../../core/maintenance.js';
 import { parseReference, parseRepositoryName, type RepositoryName } from '../../core/names.js';
@@ -32,6 +32,8 @@ export const API_PREFIX = '/_portfolio/api/v1/';
 export interface ApiOptions {
   browse: Browse;
   sessions: Sessions;
+  /** Event delivery queues per sink, shown to admins with the usage. */
+  eventBacklog?: () => Promise<SinkBacklog[]>;
 }
 
 interface ApiContext {
@@ -297,9 +299,10 @@ async function usage(ctx: ApiContext): Promise<void> {
   await ctx.caller.require({ kind: 'admin' });
   const limit = limitOf(ctx.query);
   const after = decodeCursor(ctx.query, isNameCursor)?.name;
-  const [totals, page] = await Promise.all([
+  const [totals, page, backlog] = await Promise.all([
     ctx.api.browse.usageSummary(),
     ctx.api.browse.repositories({ limit, ...(after !== undefined ? { after } : {}) }),
+    ctx.api.eventBacklog ? ctx.api.eventBacklog() : Promise.resolve([]),
   ]);
   const last = page.items[page.items.length - 1];
   sendJson(ctx.res, 200, {
@@ -308,5 +311,6 @@ async function usage(ctx: ApiContext): Promise<void> {
     repositoryCount: totals.repositories,
     repositories: page.items.map(summaryJson),
     next: page.more && last ? encodeCursor({ name: last.name }) : null,
+    events: backlog.map((b) => ({ ...b, oldestPendingAt: b.oldestPendingAt === null ? null : new Date(b.oldestPendingAt).toISOString() })),
   });
 }

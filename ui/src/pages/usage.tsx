@@ -40,6 +40,31 @@ export function UsagePage() {
             </tbody>
           </table>
           <Pager pager={pager} next={data.next} label="Usage" />
+          {data.events.length > 0 && (
+            <>
+              <h2>Event delivery</h2>
+              <table>
+                <thead>
+                  <tr>
+                    <th scope="col">Sink</th>
+                    <th scope="col" class="num">Pending</th>
+                    <th scope="col" class="num">Failed</th>
+                    <th scope="col">Oldest pending</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {data.events.map((e) => (
+                    <tr key={e.sink}>
+                      <td>{e.sink}</td>
+                      <td class="num">{e.pending}</td>
+                      <td class="num">{e.failed}</td>
+                      <td>{when(e.oldestPendingAt)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </>
+          )}
         </>
       )}
     </>
