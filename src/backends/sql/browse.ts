@@ -53,11 +53,15 @@ export class SqlBrowse implements Browse {
     const search = query.search?.toLowerCase() ?? '';
     if (search !== '') {
       if (query.match === 'prefix') where.push(sql`r.name >= ${search} and r.name < ${successor(search)}`);
-      else where.push(this.postgres ? sql`strpos(r.name, ${search}) > 0` : sql`instr(r.name, ${search}) > 0`);
+      else if (!this.postgres) where.push(sql`instr(r.name, ${search}) > 0`);
     }
     // PostgreSQL walks the name index for a substring search, fetching every row it passes; a
-    // sequential scan that sorts only the matches is several times faster there.
-    const source = this.postgres && search !== '' && query.match !== 'prefix' ? sql`(select * from repositories offset 0) r` : sql`repositories r`;
+    // sequential scan that keeps only the matches (before any other condition) and sorts those
+    // is several times faster there.
+    const source =
+      this.postgres && search !== '' && query.match !== 'prefix'
+        ? sql`(select * from repositories where strpos(name, ${search}) > 0 offset 0) r`
+        : sql`repositories r`;
     const filter = query.filter;
     if (filter) {
       if (filter.names.length === 0 && filter.prefixes.length === 0) return { items: [], more: false };
