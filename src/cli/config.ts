@@ -35,8 +35,10 @@ export function withSettings(command: Command, ...groups: Group[]): Command {
   command.addOption(new Option('--config <file>', `configuration file (YAML, docs/configuration.md) [env ${CONFIG_ENV}]`));
   for (const leaf of leaves()) {
     if (!leaf.setting.spec.on.some((g) => groups.includes(g))) continue;
-    const { flag, env, help, default: fallback } = leaf.setting.spec;
-    command.addOption(new Option(flag, `${help} [env ${env}, file ${leaf.key}${fallback !== undefined ? `, default ${fallback}` : ''}]`));
+    const { flag, env, help, default: fallback, repeatable } = leaf.setting.spec;
+    const option = new Option(flag, `${help} [env ${env}, file ${leaf.key}${fallback !== undefined ? `, default ${fallback}` : ''}]`);
+    if (repeatable) option.argParser((value: string, previous: string | undefined) => (previous === undefined ? value : `${previous},${value}`));
+    command.addOption(option);
   }
   return command;
 }
@@ -193,8 +195,9 @@ export function printConfig(raw: Raw): string {
     const name = leaf.path[leaf.path.length - 1]!;
     let value = sectionOf(raw, leaf.path)?.[name];
     if (value === undefined) continue;
-    const hide = leaf.setting.spec.secret;
+    const { secret: hide, redact } = leaf.setting.spec;
     if (hide && typeof value === 'string') value = hide(value);
+    if (redact) value = redact(value);
     sectionOf(out, leaf.path)![name] = value;
   }
   return stringify(out);

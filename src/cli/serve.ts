@@ -8,7 +8,9 @@ import type { Authorizer } from '../http/auth/authorizer.js';
 import { Health } from '../http/health.js';
 import type { LimitOptions } from '../http/limits.js';
 import { createMetricsServer, Metrics } from '../http/metrics.js';
+import { ProxyMetrics } from '../http/proxy-metrics.js';
 import { createRegistryServer } from '../http/server.js';
+import { ProxyRegistry } from '../proxy/registry.js';
 import { serveSecurity } from './auth.js';
 import type { LoadedConfig } from './config.js';
 import { openEngine, type EngineOptions } from './engine.js';
@@ -70,7 +72,12 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
   const engine = await openEngine({ ...options, observer: metrics });
   const logger = options.logger;
   const health = new Health(() => engine.registry.readiness());
-  const server = createRegistryServer(engine.registry, {
+  // Repositories under an upstream's prefix are served through the pull-through cache (docs/proxy.md).
+  const upstreams = options.config.proxy ?? [];
+  const proxy = upstreams.length
+    ? new ProxyRegistry(engine.registry, upstreams, { logger, observer: new ProxyMetrics(metrics.registry, upstreams.map((u) => u.prefix)) })
+    : undefined;
+  const server = createRegistryServer(proxy ?? engine.registry, {
     logger,
     tls,
     maintenance: engine.registry,
@@ -79,6 +86,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     health,
     metrics,
     serveMetrics: !metricsAt,
+    ...(proxy ? { mirror: (ns: string) => proxy.mirrorPrefix(ns) } : {}),
     ...security,
   });
   const metricsServer = metricsAt ? createMetricsServer(metrics) : undefined;
@@ -100,7 +108,8 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     {
       url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
       ...(metricsServer ? { metrics: `http://${showAddress(metricsServer.address() as AddressInfo)}/metrics` } : {}),
-      version: VERSION, ...engine.describe, auth: describeAuth(security.authorizer) },
+      version: VERSION, ...engine.describe, auth: describeAuth(security.authorizer),
+      ...(upstreams.length ? { proxy: upstreams.map((u) => `${u.prefix}=${u.url}`) } : {}) },
     'listening',
   );
 

@@ -9,6 +9,7 @@ import { parseDuration, parseLoginFailures, parseRate, parseSize } from './durat
 import { LOG_FORMATS } from './log.js';
 import { redact } from '../backends/sql/database.js';
 import { LIMIT_DEFAULTS } from '../http/limits.js';
+import { proxySchema, redactProxies } from './proxy-settings.js';
 
 /** Which commands take a setting as a flag (the file and environment apply to all of them). */
 export type Group = 'engine' | 'serve' | 'token' | 'user';
@@ -26,6 +27,10 @@ interface Spec<V> {
   secret?: (value: string) => string;
   /** Applied by SIGHUP without a restart. */
   reloadable?: boolean;
+  /** The flag may be given several times; its values are joined with commas, as in the environment variable. */
+  repeatable?: boolean;
+  /** Hides the secrets inside a structured value for `config print` (values of `secret` are strings). */
+  redact?: (value: unknown) => unknown;
 }
 
 export class Setting<V, R extends boolean> {
@@ -335,6 +340,15 @@ export const SETTINGS = {
       on: SERVE,
     }),
   },
+  proxy: setting({
+    flag: '--proxy <prefix=url>',
+    env: 'PORTFOLIO_PROXY',
+    help: 'cache the registry at URL under the repository prefix PREFIX (repeatable; the file form takes credentials and more, docs/proxy.md)',
+    schema: proxySchema(secret(), duration()),
+    on: SERVE,
+    repeatable: true,
+    redact: redactProxies,
+  }),
   metrics: {
     addr: setting({
       flag: '--metrics-addr <host:port>',
