@@ -30,19 +30,16 @@ function checkUrl(url: string, ctx: z.RefinementCtx): void {
 
 const trimUrl = (url: string) => url.replace(/\/+$/, '').replace(/\/v2$/, '');
 
-function fromText(text: string, ctx: z.RefinementCtx): UpstreamConfig[] {
-  const out: UpstreamConfig[] = [];
+/** `PREFIX=URL,PREFIX=URL` (the flag and environment form) as entries of the file's form. */
+function fromText(text: string, ctx: z.RefinementCtx): { prefix: string; url: string }[] {
+  const out: { prefix: string; url: string }[] = [];
   for (const item of text.split(',').map((s) => s.trim()).filter(Boolean)) {
     const eq = item.indexOf('=');
     if (eq <= 0) {
       ctx.addIssue({ code: 'custom', message: `expected PREFIX=URL, got ${JSON.stringify(item)}` });
       continue;
     }
-    const prefix = item.slice(0, eq);
-    const url = item.slice(eq + 1);
-    checkPrefix(prefix, ctx);
-    checkUrl(url, ctx);
-    out.push({ prefix, url: trimUrl(url), ...PROXY_DEFAULTS });
+    out.push({ prefix: item.slice(0, eq), url: item.slice(eq + 1) });
   }
   return out;
 }
@@ -75,8 +72,10 @@ export function proxySchema(secret: z.ZodType<string, unknown>, duration: z.ZodT
       }),
     );
   return z
-    .union([z.string(), z.array(entry)], { error: 'expected a list of upstreams (prefix, url, …) or PREFIX=URL[,PREFIX=URL…]' })
-    .transform((value, ctx) => (typeof value === 'string' ? fromText(value, ctx) : value))
+    .preprocess(
+      (value, ctx) => (typeof value === 'string' ? fromText(value, ctx) : value),
+      z.array(entry, { error: 'expected a list of upstreams (prefix, url, …) or PREFIX=URL[,PREFIX=URL…]' }),
+    )
     .superRefine((list, ctx) => {
       const seen = new Set<string>();
       for (const { prefix } of list) {
