@@ -75,7 +75,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
   // Repositories under an upstream's prefix are served through the pull-through cache (docs/proxy.md).
   const upstreams = options.config.proxy ?? [];
   const proxy = upstreams.length
-    ? new ProxyRegistry(engine.registry, upstreams, { logger, observer: new ProxyMetrics(metrics.registry, upstreams.map((u) => u.prefix)) })
+    ? new ProxyRegistry(engine.registry, upstreams, { logger, observer: new ProxyMetrics(metrics.registry, upstreams.map((u) => u.prefix)), ledger: engine.registry })
     : undefined;
   const server = createRegistryServer(proxy ?? engine.registry, {
     logger,
@@ -169,6 +169,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     const onClosed = () => {
       metricsServer?.close();
       gcRunning
+        .then(() => proxy?.close())
         .then(() => engine.registry.close())
         .then(() => {
           logger.info('stopped');

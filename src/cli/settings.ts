@@ -12,7 +12,7 @@ import { LIMIT_DEFAULTS } from '../http/limits.js';
 import { proxySchema, redactProxies } from './proxy-settings.js';
 
 /** Which commands take a setting as a flag (the file and environment apply to all of them). */
-export type Group = 'engine' | 'serve' | 'token' | 'user';
+export type Group = 'engine' | 'serve' | 'token' | 'user' | 'cache';
 
 interface Spec<V> {
   /** The commander flag, e.g. `--addr <host:port>`. */
@@ -345,7 +345,7 @@ export const SETTINGS = {
     env: 'PORTFOLIO_PROXY',
     help: 'cache the registry at URL under the repository prefix PREFIX (repeatable; the file form takes credentials and more, docs/proxy.md)',
     schema: proxySchema(secret(), duration()),
-    on: SERVE,
+    on: ['serve', 'cache'],
     repeatable: true,
     redact: redactProxies,
   }),

@@ -7,25 +7,38 @@
  */
 import type { Page, PageRequest, Registry, Repository, CatalogFilter } from '../core/interfaces.js';
 import type { RepositoryName } from '../core/names.js';
+import type { CacheLedger } from '../core/cache.js';
 import type { UpstreamConfig } from './config.js';
+import { PullLog } from './pull-log.js';
 import { CachedRepository } from './repository.js';
 import { UpstreamCache, type ProxyLogger, type ProxyObserver } from './upstream-cache.js';
 
 export interface ProxyOptions {
   logger?: ProxyLogger;
   observer?: ProxyObserver;
+  /** Where last-pulled times go (for `cache prune`), written in batches every `pullFlushMs`. */
+  ledger?: CacheLedger;
+  pullFlushMs?: number;
 }
+
+const PULL_FLUSH_MS = 30_000;
 
 export class ProxyRegistry implements Registry {
   /** Longest prefix first, so `cache/ghcr` wins over `cache`. */
   private readonly caches: UpstreamCache[];
+  private readonly pulls: PullLog | undefined;
 
   constructor(
     private readonly inner: Registry,
     upstreams: readonly UpstreamConfig[],
     options: ProxyOptions = {},
   ) {
-    this.caches = upstreams.map((config) => new UpstreamCache(config, options)).sort((a, b) => b.config.prefix.length - a.config.prefix.length);
+    const logger = options.logger;
+    this.pulls = options.ledger
+      ? new PullLog(options.ledger, options.pullFlushMs ?? PULL_FLUSH_MS, (err) => logger?.warn({ err: (err as Error).message }, 'last-pulled times not written'))
+      : undefined;
+    const shared = { logger, observer: options.observer, pulls: this.pulls };
+    this.caches = upstreams.map((config) => new UpstreamCache(config, shared)).sort((a, b) => b.config.prefix.length - a.config.prefix.length);
   }
 
   /** The cache serving `name`, if it lies below one of the prefixes. */
@@ -57,6 +70,11 @@ export class ProxyRegistry implements Registry {
     return this.inner.expireUploads(now);
   }
 
-  /** The wrapped registry is closed by its owner; fills still running then fail and leave nothing visible. */
-  async close(): Promise<void> {}
+  /**
+   * Writes the last-pulled times still in memory. The wrapped registry is closed by its owner
+   * after this; fills still running then fail and leave nothing visible.
+   */
+  async close(): Promise<void> {
+    await this.pulls?.close();
+  }
 }

@@ -12,6 +12,7 @@ import { referenceString, type Reference } from '../core/names.js';
 import { fillBlob, UpstreamLied } from './blob-fill.js';
 import type { UpstreamConfig } from './config.js';
 import { compilePatterns } from './patterns.js';
+import type { PullLog } from './pull-log.js';
 import { SingleFlight } from './single-flight.js';
 import { readBytes, UpstreamClient, UpstreamUnavailable } from './upstream.js';
 
@@ -59,7 +60,7 @@ export class UpstreamCache {
 
   constructor(
     readonly config: UpstreamConfig,
-    readonly options: { logger?: ProxyLogger; observer?: ProxyObserver },
+    readonly options: { logger?: ProxyLogger; observer?: ProxyObserver; pulls?: PullLog },
   ) {
     this.client = new UpstreamClient(config);
     this.allowed = compilePatterns(config.repositories);
@@ -181,6 +182,12 @@ export class UpstreamCache {
    * upstream (stored as it arrives), else stale from the cache when the upstream is down.
    */
   async manifest(local: Repository, reference: Reference): Promise<StoredManifest | null> {
+    const found = await this.resolve(local, reference);
+    if (found) this.options.pulls?.record(local.name, found.digest);
+    return found;
+  }
+
+  private async resolve(local: Repository, reference: Reference): Promise<StoredManifest | null> {
     if (reference.kind === 'digest') {
       const cached = this.pendingManifest(local.name, reference.digest) ?? (await local.manifests.get(reference));
       if (cached) {
@@ -327,7 +334,7 @@ export class UpstreamCache {
     for (const blob of parsed.blobs) await this.ensureBlob(local, blob);
     for (const child of parsed.children) {
       if (await local.manifests.head({ kind: 'digest', digest: child })) continue;
-      const fetched = await this.manifest(local, { kind: 'digest', digest: child });
+      const fetched = await this.resolve(local, { kind: 'digest', digest: child });
       if (!fetched) throw new UpstreamLied(`upstream does not have ${child}, which an index it sent references`);
       await this.pending.get(`${local.name}@${child}`)?.stored;
     }

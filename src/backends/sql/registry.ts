@@ -1,10 +1,12 @@
 /** The SQL backend: metadata in SQLite or PostgreSQL, bytes in an ObjectStore. */
+import type { CacheLedger, CachePruneOptions, CachePruneReport, CachePull } from '../../core/cache.js';
 import type { CatalogFilter, Page, PageRequest, Registry, Repository } from '../../core/interfaces.js';
 import type { FsckOptions, FsckReport, GcOptions, GcReport, Maintenance, Usage } from '../../core/maintenance.js';
 import type { RepositoryName } from '../../core/names.js';
 import type { Observable, ReadinessCheck, StorageStats } from '../../core/observer.js';
 import type { ObjectStore } from '../objects/object-store.js';
 import { SqlBlobStore } from './blobs.js';
+import { pruneCache, recordPulls } from './cache-ledger.js';
 import { findRepositoryId, pageLimit, pageOf, type Context, type SqlRegistryOptions } from './context.js';
 import type { Database } from './database.js';
 import { fsck } from './fsck.js';
@@ -17,7 +19,7 @@ import { SqlUploadStore } from './uploads.js';
 
 export type { SqlRegistryOptions } from './context.js';
 
-export class SqlRegistry implements Registry, Maintenance, Observable {
+export class SqlRegistry implements Registry, Maintenance, Observable, CacheLedger {
   private readonly ctx: Context;
 
   constructor(database: Database, objects: ObjectStore, options: SqlRegistryOptions) {
@@ -117,6 +119,14 @@ export class SqlRegistry implements Registry, Maintenance, Observable {
 
   usage(): Promise<Usage> {
     return usage(this.ctx);
+  }
+
+  recordPulls(pulls: readonly CachePull[]): Promise<void> {
+    return recordPulls(this.ctx, pulls);
+  }
+
+  pruneCache(options: CachePruneOptions): Promise<CachePruneReport> {
+    return pruneCache(this.ctx, (name) => this.repository(name), options);
   }
 
   async deleteRepository(name: RepositoryName): Promise<boolean> {

@@ -84,6 +84,13 @@ export interface UploadChunksTable {
   content: Buffer;
 }
 
+/** When a cached manifest was last pulled through the cache (written in batches, see cache-ledger.ts). */
+export interface CachePullsTable {
+  repository_id: number;
+  digest: string;
+  pulled_at: number;
+}
+
 export interface LeasesTable {
   name: string;
   owner: string;
@@ -101,6 +108,7 @@ export interface Schema {
   uploads: UploadsTable;
   upload_chunks: UploadChunksTable;
   leases: LeasesTable;
+  cache_pulls: CachePullsTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -257,6 +265,18 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         // The expiry sweep and the orphan scan look sessions up by these.
         await db.schema.createIndex('uploads_expiry').on('uploads').column('expires_at').execute();
         await db.schema.createIndex('uploads_object_key').on('uploads').column('object_key').execute();
+      },
+    },
+    '0006_cache_pulls': {
+      async up(db: Kysely<unknown>) {
+        // Keyed by digest, not manifest row: a pull recorded while the manifest is re-stored still counts.
+        await db.schema
+          .createTable('cache_pulls')
+          .addColumn('repository_id', t.ref, (c) => c.notNull().references('repositories.id').onDelete('cascade'))
+          .addColumn('digest', t.text, (c) => c.notNull())
+          .addColumn('pulled_at', t.int, (c) => c.notNull())
+          .addPrimaryKeyConstraint('cache_pulls_pk', ['repository_id', 'digest'])
+          .execute();
       },
     },
   };
