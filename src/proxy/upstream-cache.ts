@@ -45,6 +45,12 @@ interface Pending {
   stored: Promise<void>;
 }
 
+/**
+ * How long a fetched manifest's background completion waits before it fetches what clients did
+ * not ask for yet: a client's own request starts a fill it reads along, a background one makes it wait.
+ */
+const BACKGROUND_DELAY_MS = 1000;
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 /** Fetched manifests held while their blobs arrive; a bound on them keeps memory bounded. */
 const MAX_PENDING = 1000;
 const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
@@ -307,7 +313,9 @@ export class UpstreamCache {
       const oldest = this.pending.keys().next().value;
       if (oldest !== undefined) this.pending.delete(oldest);
     }
-    const stored = this.complete(local, manifest, parsed)
+    // Clients get the first chance to start the blob fills, so they read along instead of waiting.
+    const stored = delay(BACKGROUND_DELAY_MS)
+      .then(() => this.complete(local, manifest, parsed))
       .then(async () => {
         for (const [tagKey, digest] of this.pendingTags) {
           if (digest === manifest.digest && tagKey.startsWith(`${local.name}:`)) {
