@@ -16,7 +16,7 @@ import { OCI_MANIFEST, sha256 } from '../helpers/oci.js';
 import { ok, skopeoEnv } from '../auth/skopeo-util.js';
 import { writeHtpasswd } from '../auth/util.js';
 import { Forwarder } from './forwarder.js';
-import { startDistribution, writeImageLayout, type Distribution, type Layout } from './upstreams.js';
+import { startDistribution, writeImageLayout, writeIndexLayout, type Distribution, type Layout } from './upstreams.js';
 
 const MiB = 1024 * 1024;
 const ACCEPT = [OCI_MANIFEST, 'application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.v2+json'].join(', ');
@@ -106,6 +106,41 @@ describe('pull-through cache', () => {
   it('pulls from CNCF distribution with htpasswd Basic auth', async () => {
     await pullAndCompare('b/team/app:v1', first);
     await pullAndCompare(`b/team/app@${first.digest}`, first);
+  });
+
+  it('pulls a two-platform index with skopeo --all, and stores it once its children arrived', async () => {
+    const multi = await writeIndexLayout(join(dir, 'multi'), 'v1');
+    await ok(env, ['copy', '--all', '--dest-tls-verify=false', '--dest-creds', 'bob:bob-pw', `oci:${multi.dir}:v1`, `docker://${new URL(upstreamB.url).host}/team/multi:v1`], cache);
+    const out = await mkdtemp(join(dir, 'pull-'));
+    await ok(env, ['copy', '--all', '--src-tls-verify=false', `docker://${host}/b/team/multi:v1`, `dir:${out}`], cache);
+    assert.deepEqual(await readFile(join(out, 'manifest.json')), multi.manifest);
+    for (const child of multi.children) {
+      assert.deepEqual(await readFile(join(out, `${child.digest.slice(7)}.manifest.json`)), child.manifest);
+      for (const [digest, bytes] of child.blobs) if (digest !== child.digest) assert.deepEqual(await readFile(join(out, digest.slice(7))), bytes);
+    }
+    // The index is stored (its tag is in the local tags list) once both children and their blobs are.
+    let tags: string[] = [];
+    for (let i = 0; i < 400 && !tags.includes('v1'); i++) {
+      const res = await fetch(`${cache.url}/v2/b/team/multi/tags/list`);
+      tags = res.status === 200 ? ((await res.json()) as { tags: string[] }).tags : [];
+      if (!tags.includes('v1')) await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.deepEqual(tags, ['v1']);
+  });
+
+  it('answers a range request for a blob still being filled', async () => {
+    const image = await writeImageLayout(join(dir, 'ranged'), 'v1', 1, 4 * MiB);
+    await ok(env, ['copy', '--dest-tls-verify=false', '--dest-creds', 'bob:bob-pw', `oci:${image.dir}:v1`, `docker://${new URL(upstreamB.url).host}/team/ranged:v1`], cache);
+    const [layer] = [...image.blobs.keys()].filter((d) => image.blobs.get(d)!.length > MiB);
+    const bytes = image.blobs.get(layer!)!;
+    const [whole, ranged] = await Promise.all([
+      blobDigest(`b/team/ranged/blobs/${layer}`),
+      fetch(`${cache.url}/v2/b/team/ranged/blobs/${layer}`, { headers: { range: 'bytes=1000-1999' } }).then(async (r) => ({ status: r.status, body: Buffer.from(await r.arrayBuffer()) })),
+    ]);
+    assert.deepEqual(whole, { status: 200, digest: layer });
+    assert.equal(ranged.status, 206);
+    assert.deepEqual(ranged.body, bytes.subarray(1000, 2000));
+    assert.equal(forwardB.count('GET', `/blobs/${layer}`), 1);
   });
 
   it('serves containerd mirror requests (?ns=HOST) from the upstream of that host', async () => {

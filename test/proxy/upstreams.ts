@@ -92,3 +92,34 @@ export async function writeImageLayout(dir: string, tag: string, layers = 2, lay
   );
   return { dir, digest: sha256(manifest), manifest, blobs };
 }
+
+/** An OCI layout with a two-platform index tagged `tag` whose children are two small images. */
+export async function writeIndexLayout(dir: string, tag: string): Promise<Layout & { children: Layout[] }> {
+  const children = [await writeImageLayout(join(dir, 'amd64'), 'x', 1, 100_000), await writeImageLayout(join(dir, 'arm64'), 'x', 1, 100_000)];
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: children.map((c, i) => ({
+        mediaType: OCI_MANIFEST,
+        digest: c.digest,
+        size: c.manifest.length,
+        platform: { architecture: i === 0 ? 'amd64' : 'arm64', os: 'linux' },
+      })),
+    }),
+  );
+  const blobs = new Map<string, Buffer>([[sha256(index), index]]);
+  await mkdir(join(dir, 'blobs/sha256'), { recursive: true });
+  for (const child of children) for (const [digest, bytes] of child.blobs) blobs.set(digest, bytes);
+  for (const [digest, bytes] of blobs) await writeFile(join(dir, 'blobs/sha256', digest.slice(7)), bytes);
+  await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  await writeFile(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [{ mediaType: OCI_INDEX, digest: sha256(index), size: index.length, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+    }),
+  );
+  return { dir, digest: sha256(index), manifest: index, blobs, children };
+}
