@@ -5,7 +5,7 @@
  */
 import { PassThrough } from 'node:stream';
 import { digestAlgorithm, digestOf, type Digest } from '../core/digest.js';
-import { errors, RegistryError, SpecCode } from '../core/errors.js';
+import { RegistryError, SpecCode } from '../core/errors.js';
 import type { BlobInfo, Repository, StoredManifest } from '../core/interfaces.js';
 import { MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES, parseManifest, type ParsedManifest } from '../core/manifest.js';
 import { referenceString, type Reference } from '../core/names.js';

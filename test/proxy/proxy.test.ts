@@ -12,7 +12,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
-import { OCI_MANIFEST, sha256 } from '../helpers/oci.js';
+import { OCI_MANIFEST } from '../helpers/oci.js';
 import { ok, skopeoEnv } from '../auth/skopeo-util.js';
 import { writeHtpasswd } from '../auth/util.js';
 import { Forwarder } from './forwarder.js';
@@ -253,4 +253,3 @@ describe('pull-through cache', () => {
   });
 });
 
-void sha256;
