@@ -26,6 +26,8 @@ const PULL_FLUSH_MS = 30_000;
 export class ProxyRegistry implements Registry {
   /** Longest prefix first, so `cache/ghcr` wins over `cache`. */
   private readonly caches: UpstreamCache[];
+  /** In configuration order: the first upstream of a host serves its mirror requests. */
+  private readonly configured: UpstreamCache[];
   private readonly pulls: PullLog | undefined;
 
   constructor(
@@ -38,7 +40,8 @@ export class ProxyRegistry implements Registry {
       ? new PullLog(options.ledger, options.pullFlushMs ?? PULL_FLUSH_MS, (err) => logger?.warn({ err: (err as Error).message }, 'last-pulled times not written'))
       : undefined;
     const shared = { logger, observer: options.observer, pulls: this.pulls };
-    this.caches = upstreams.map((config) => new UpstreamCache(config, shared)).sort((a, b) => b.config.prefix.length - a.config.prefix.length);
+    this.configured = upstreams.map((config) => new UpstreamCache(config, shared));
+    this.caches = [...this.configured].sort((a, b) => b.config.prefix.length - a.config.prefix.length);
   }
 
   /** The cache serving `name`, if it lies below one of the prefixes. */
@@ -48,12 +51,12 @@ export class ProxyRegistry implements Registry {
 
   /**
    * The prefix of the upstream a containerd mirror request names with `?ns=HOST`: the upstream
-   * whose prefix is HOST, else the one whose URL's host is HOST.
+   * whose prefix is HOST, else the first configured whose URL's host is HOST.
    */
   mirrorPrefix(ns: string): string | undefined {
     const byPrefix = this.caches.find((cache) => cache.config.prefix === ns);
     if (byPrefix) return byPrefix.config.prefix;
-    return this.caches.find((cache) => new URL(cache.config.url).host === ns)?.config.prefix;
+    return this.configured.find((cache) => new URL(cache.config.url).host === ns)?.config.prefix;
   }
 
   repository(name: RepositoryName): Repository {

@@ -49,6 +49,8 @@ describe('pull-through cache', () => {
         `  - {prefix: a, url: "${forwardA.url}", credentials: {username: alice, password: {env: UPSTREAM_A_PASSWORD}}, tagTTL: 1h, timeout: 2s}`,
         `  - {prefix: a0, url: "${forwardA.url}", credentials: {username: alice, password: {file: ${join(dir, 'a-password')}}}, tagTTL: 0s, timeout: 2s}`,
         `  - {prefix: b, url: "${forwardB.url}/", credentials: {username: bob, password: bob-pw}, timeout: 2s, repositories: ["team/**"]}`,
+        `  - {prefix: wrong-a, url: "${forwardA.url}", credentials: {username: alice, password: not-hers}, timeout: 2s}`,
+        `  - {prefix: wrong-b, url: "${forwardB.url}", timeout: 2s}`,
       ].join('\n'),
     );
     cache = await startRegistry({ args: ['--config', join(dir, 'portfolio.yaml')], env: { UPSTREAM_A_PASSWORD: 'alice-pw' } });
@@ -120,7 +122,7 @@ describe('pull-through cache', () => {
     }
     // The index is stored (its tag is in the local tags list) once both children and their blobs are.
     let tags: string[] = [];
-    for (let i = 0; i < 400 && !tags.includes('v1'); i++) {
+    for (let i = 0; i < 1200 && !tags.includes('v1'); i++) {
       const res = await fetch(`${cache.url}/v2/b/team/multi/tags/list`);
       tags = res.status === 200 ? ((await res.json()) as { tags: string[] }).tags : [];
       if (!tags.includes('v1')) await new Promise((r) => setTimeout(r, 25));
@@ -175,6 +177,13 @@ describe('pull-through cache', () => {
     const blob = await fetch(`${cache.url}/v2/a/team/app/blobs/sha256:${'0'.repeat(64)}`);
     assert.equal(blob.status, 404);
     assert.equal(await errorCode(blob), 'BLOB_UNKNOWN');
+    // Refused credentials (token flow, Basic) and no credentials at all: the upstream's 401 is a 404 here.
+    for (const path of ['wrong-a/team/app/manifests/v1', `wrong-b/team/app/manifests/${first.digest}`]) {
+      const refused = await fetch(`${cache.url}/v2/${path}`);
+      assert.equal(refused.status, 404, path);
+      assert.equal(refused.headers.get('www-authenticate'), null);
+      assert.equal(await errorCode(refused), 'MANIFEST_UNKNOWN');
+    }
     // b only lets team/** through: nothing is asked upstream for other names.
     const before = forwardB.requests.length;
     const outside = await fetch(`${cache.url}/v2/b/other/app/manifests/v1`);

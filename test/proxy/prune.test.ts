@@ -47,7 +47,7 @@ describe('cache prune', () => {
 
   /** Waits (bounded) until the cache stored the manifest: its tag shows in the local tags list. */
   async function stored(name: string): Promise<void> {
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < 1200; i++) {
       const res = await fetch(`${cache.url}/v2/${name}/tags/list`);
       if (res.status === 200 && ((await res.json()) as { tags: string[] }).tags.includes('v1')) return;
       await new Promise((r) => setTimeout(r, 25));
