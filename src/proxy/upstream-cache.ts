@@ -53,6 +53,8 @@ const BACKGROUND_DELAY_MS = 1000;
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 /** Fetched manifests held while their blobs arrive; a bound on them keeps memory bounded. */
 const MAX_PENDING = 1000;
+/** Tags whose last check is remembered per upstream. */
+const MAX_TAG_CHECKS = 100_000;
 const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
 
 export class UpstreamCache {
@@ -231,14 +233,14 @@ export class UpstreamCache {
           return null;
         }
         if (head.status === 200 && head.headers['docker-content-digest'] === cached.digest) {
-          this.tagChecks.set(key, Date.now());
+          this.checked(key);
           this.count('hit', 'manifest');
           return cached;
         }
       }
       this.count('miss', 'manifest');
       const fetched = await this.fetchManifest(local, reference);
-      if (fetched) this.tagChecks.set(key, Date.now());
+      if (fetched) this.checked(key);
       else this.tagChecks.delete(key);
       return fetched;
     } catch (err) {
@@ -249,6 +251,16 @@ export class UpstreamCache {
         return cached;
       }
       throw err;
+    }
+  }
+
+  /** Records a tag's check; the oldest entries go past a bound (they are checked again, once). */
+  private checked(key: string): void {
+    this.tagChecks.delete(key);
+    this.tagChecks.set(key, Date.now());
+    if (this.tagChecks.size > MAX_TAG_CHECKS) {
+      const oldest = this.tagChecks.keys().next().value;
+      if (oldest !== undefined) this.tagChecks.delete(oldest);
     }
   }
 

@@ -32,6 +32,7 @@ interface Token {
 }
 
 const MAX_REDIRECTS = 5;
+const MAX_TOKENS = 10_000;
 /** Token answers are small; more than this is not a token endpoint. */
 const MAX_TOKEN_BYTES = 64 * 1024;
 
@@ -109,6 +110,7 @@ export class UpstreamClient {
     if (!token) throw new UpstreamUnavailable('token endpoint answered without a token');
     this.scheme = 'bearer';
     // Renewed a little early, so a token never expires between here and the upstream.
+    if (this.tokens.size >= MAX_TOKENS) this.tokens.clear(); // one per repository: bounded, refetched when needed
     this.tokens.set(scope, { value: token, expiresAt: Date.now() + Math.max(1, expiresIn - 10) * 1000 });
     return { authorization: `Bearer ${token}` };
   }
