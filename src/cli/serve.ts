@@ -129,8 +129,8 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     // Orphans only count once they are a minute old at least: listing the store every pass is waste.
     const skipOrphanScan = Date.now() - lastOrphanScan < ORPHAN_SCAN_INTERVAL_MS;
     if (!skipOrphanScan) lastOrphanScan = Date.now();
-    gcRunning = engine.registry
-      .collectGarbage({ ...options.gc, skipOrphanScan })
+    gcRunning = pruneCache()
+      .then(() => engine.registry.collectGarbage({ ...options.gc, skipOrphanScan }))
       .then((report) => {
         metrics.gcPass(report);
         const removed = report.manifestsDeleted + report.linksDeleted + report.blobsDeleted + report.orphanObjectsDeleted + report.uploadsExpired;
@@ -143,6 +143,17 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
       .finally(() => {
         if (!stopping) gcTimer = setTimeout(collect, options.gc.intervalMs);
       });
+  };
+  // With a cache prune schedule, cached manifests nobody pulled go first, so the same pass reclaims what they alone used.
+  const pruneAfter = options.config.cache.prune_unused_for;
+  const pruneCache = async () => {
+    if (!proxy || pruneAfter === undefined) return;
+    try {
+      const report = await engine.registry.pruneCache({ prefixes: upstreams.map((u) => u.prefix), before: Date.now() - pruneAfter });
+      if (report.manifestsDeleted > 0) logger.info({ ...report }, 'cache pruned');
+    } catch (err) {
+      logger.error({ err }, 'cache prune failed');
+    }
   };
   if (options.gc.intervalMs > 0) gcTimer = setTimeout(collect, options.gc.intervalMs);
 

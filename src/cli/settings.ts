@@ -349,6 +349,15 @@ export const SETTINGS = {
     repeatable: true,
     redact: redactProxies,
   }),
+  cache: {
+    prune_unused_for: setting({
+      flag: '--cache-prune-unused-for <duration>',
+      env: 'PORTFOLIO_CACHE_PRUNE_UNUSED_FOR',
+      help: 'with proxy: each garbage collection pass first deletes cached manifests not pulled for this long (default: off; `portfolio cache prune` on demand)',
+      schema: duration().refine((ms) => ms > 0, { message: 'must be positive' }),
+      on: SERVE,
+    }),
+  },
   metrics: {
     addr: setting({
       flag: '--metrics-addr <host:port>',

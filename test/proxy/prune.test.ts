@@ -89,6 +89,27 @@ describe('cache prune', () => {
       const tags = await database.db.selectFrom('tags as t').innerJoin('repositories as r', 'r.id', 't.repository_id').select('r.name').execute();
       assert.deepEqual(names(tags), ['up/team/kept']);
     });
+    // On a schedule: the background collection pass prunes first. `kept` is now unused too.
+    await withStores(cache.dataDir, cache.engineArgs, async ({ database }) => {
+      await database.db.updateTable('cache_pulls').set({ pulled_at: 1 }).execute();
+    });
+    const scheduled = await startRegistry({
+      args: ['--proxy', proxy, '--cache-prune-unused-for', '30d', '--gc-interval', '100ms'],
+      dataDir: cache.dataDir,
+      engineArgs: cache.engineArgs,
+    });
+    try {
+      let tags: string[] = ['v1'];
+      for (let i = 0; i < 1200 && tags.includes('v1'); i++) {
+        const res = await fetch(`${scheduled.url}/v2/up/team/kept/tags/list`);
+        tags = res.status === 200 ? ((await res.json()) as { tags: string[] }).tags : [];
+        if (tags.includes('v1')) await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.deepEqual(tags, []);
+      assert.match(scheduled.output(), /cache pruned/);
+    } finally {
+      await scheduled.stop();
+    }
     // Nothing configured: a clear error, not a silent no-op.
     const none = await runCli(['cache', 'prune', '--unused-for', '30d', ...cache.engineArgs]);
     assert.equal(none.code, 1);
