@@ -5,6 +5,7 @@ import { registerCacheCommands } from './cache.js';
 import { configFromOptions, loadConfig, printConfig, withSettings } from './config.js';
 import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
+import { registerEventCommands } from './events.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { serveConfigured } from './serve.js';
 import { VERSION } from './version.js';
@@ -14,7 +15,7 @@ const program = new Command('portfolio')
   .version(VERSION, '-V, --version', 'print the version')
   .showHelpAfterError();
 
-withSettings(program.command('serve').description('run the registry (SIGHUP re-reads the configuration: access policy, log level)'), 'engine', 'serve').action(
+withSettings(program.command('serve').description('run the registry (SIGHUP re-reads the configuration: access policy, log level, event sinks)'), 'engine', 'serve').action(
   async (_flags: unknown, command: Command) => {
     await serveConfigured(() => configFromOptions(command.opts()));
   },
@@ -51,6 +52,7 @@ withSettings(
 });
 
 registerMaintenanceCommands(program);
+registerEventCommands(program);
 registerAuthCommands(program);
 registerCacheCommands(program);
 
