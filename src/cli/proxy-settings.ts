@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { RegistryError } from '../core/errors.js';
 import { parseRepositoryName } from '../core/names.js';
 import { PROXY_DEFAULTS, type UpstreamConfig } from '../proxy/config.js';
+import { compilePatterns } from '../proxy/patterns.js';
 
 function checkPrefix(prefix: string, ctx: z.RefinementCtx): void {
   try {
@@ -59,6 +60,13 @@ export function proxySchema(secret: z.ZodType<string, unknown>, duration: z.ZodT
     .superRefine((value, ctx) => {
       checkPrefix(value.prefix, ctx);
       checkUrl(value.url, ctx);
+      for (const pattern of value.repositories ?? []) {
+        try {
+          compilePatterns([pattern], 'repositories');
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', path: ['repositories'], message: (err as Error).message });
+        }
+      }
     })
     .transform(
       (value): UpstreamConfig => ({

@@ -1,16 +1,9 @@
-/** Repository patterns of an upstream's `repositories` list: `*` one path segment (or part of one), `**` any number. */
-export function compilePatterns(patterns: readonly string[] | undefined): (name: string) => boolean {
+/** An upstream's `repositories` list: the registry's repository patterns (`*` one segment, `**` any number). */
+import { RepositoryPattern } from '../core/patterns.js';
+
+/** A test for names below the prefix; no list lets everything through. Throws on a malformed pattern. */
+export function compilePatterns(patterns: readonly string[] | undefined, where = 'proxy repositories'): (name: string) => boolean {
   if (!patterns) return () => true;
-  const regexes = patterns.map((pattern) => {
-    const body = pattern
-      .split('/')
-      .map((segment) => (segment === '**' ? '\u0000' : segment.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')))
-      .join('/')
-      // `**` matches zero or more whole segments, with the slashes around it.
-      .replace(/\u0000\//g, '(?:[^/]+/)*')
-      .replace(/\/\u0000/g, '(?:/[^/]+)*')
-      .replace(/\u0000/g, '.*');
-    return new RegExp(`^${body}$`);
-  });
-  return (name) => regexes.some((r) => r.test(name));
+  const compiled = patterns.map((pattern) => new RepositoryPattern(pattern, where));
+  return (name) => compiled.some((p) => p.matches(name));
 }

@@ -61,6 +61,8 @@ describe('proxy configuration', () => {
     assert.match(oneLine(await runCli(['config', 'check', unset])), /environment variable PROXY_TEST_UNSET is not set/);
     const twice = await file('twice.yaml', ['proxy:', '  - {prefix: a, url: "http://127.0.0.1:1"}', '  - {prefix: a, url: "http://127.0.0.1:2"}', ''].join('\n'));
     assert.match(oneLine(await runCli(['config', 'check', twice])), /prefix a is given twice/);
+    const pattern = await file('pattern.yaml', ['proxy:', '  - {prefix: a, url: "http://127.0.0.1:1", repositories: ["team/a**"]}', ''].join('\n'));
+    assert.match(oneLine(await runCli(['config', 'check', pattern])), /pattern.yaml:2:\d+: proxy.0.repositories: repositories: \*\* must be a whole path segment/);
   });
 
   it('takes --proxy more than once, and PORTFOLIO_PROXY comma-separated', async () => {
