@@ -1,6 +1,7 @@
 /** The `portfolio` command line. */
 import { Command } from 'commander';
 import { registerAuthCommands } from './auth.js';
+import { registerCacheCommands } from './cache.js';
 import { configFromOptions, loadConfig, printConfig, withSettings } from './config.js';
 import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
@@ -45,6 +46,7 @@ withSettings(
   'serve',
   'token',
   'user',
+  'cache',
 ).action((_flags: unknown, command: Command) => {
   process.stdout.write(printConfig(configFromOptions(command.opts()).raw));
 });
@@ -52,6 +54,7 @@ withSettings(
 registerMaintenanceCommands(program);
 registerEventCommands(program);
 registerAuthCommands(program);
+registerCacheCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   // Start-up failures (bad URL, unreachable database, missing bucket, a wrong setting) are one readable line.
