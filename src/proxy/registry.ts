@@ -5,6 +5,7 @@
  * `du` and `fsck` see it); it only ever enters through the wrapped registry's own upload and
  * manifest paths, so it is digest-verified like any push.
  */
+import type { EventOrigin } from '../core/events.js';
 import type { Page, PageRequest, Registry, Repository, CatalogFilter } from '../core/interfaces.js';
 import type { RepositoryName } from '../core/names.js';
 import type { CacheLedger } from '../core/cache.js';
@@ -59,8 +60,8 @@ export class ProxyRegistry implements Registry {
     return this.configured.find((cache) => new URL(cache.config.url).host === ns)?.config.prefix;
   }
 
-  repository(name: RepositoryName): Repository {
-    const local = this.inner.repository(name);
+  repository(name: RepositoryName, origin?: EventOrigin): Repository {
+    const local = this.inner.repository(name, origin);
     const cache = this.cacheFor(name);
     return cache ? new CachedRepository(cache, local, name) : local;
   }
