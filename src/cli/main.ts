@@ -6,6 +6,7 @@ import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { serveConfigured } from './serve.js';
+import { registerTransferCommands } from './transfer.js';
 import { VERSION } from './version.js';
 
 const program = new Command('portfolio')
@@ -50,6 +51,7 @@ withSettings(
 
 registerMaintenanceCommands(program);
 registerAuthCommands(program);
+registerTransferCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   // Start-up failures (bad URL, unreachable database, missing bucket, a wrong setting) are one readable line.

@@ -1,0 +1,67 @@
+/** `portfolio import` and `portfolio export`: images in and out of the store on the same engine flags as serve. */
+import { Option, type Command } from 'commander';
+import { configFromOptions, withSettings } from './config.js';
+import { openEngine } from './engine.js';
+import { engineFrom } from './flags.js';
+import { formatBytes } from './transfer/format.js';
+import { importSource, type ImportSummary } from './transfer/importer.js';
+import { openSource, type SourceFormat } from './transfer/open-source.js';
+import { createProgress } from './transfer/progress.js';
+
+function formatSummary(s: ImportSummary): string {
+  const lines = [
+    `repositories: ${s.repositories}`,
+    `manifests:    ${s.manifests.copied} copied, ${s.manifests.skipped} already present`,
+    `tags:         ${s.tags.set} set, ${s.tags.skipped} already set`,
+    `blobs:        ${s.blobs.copied} copied (${formatBytes(s.bytes.copied)}), ${s.blobs.skipped} already present (${formatBytes(s.bytes.skipped)})`,
+    `errors:       ${s.errors.length}`,
+  ];
+  for (const e of s.errors) lines.push(`  ${e}`);
+  return lines.join('\n');
+}
+
+const positive = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`expected a positive integer, got ${JSON.stringify(value)}`);
+  return n;
+};
+
+export function registerTransferCommands(program: Command): void {
+  withSettings(
+    program
+      .command('import')
+      .description(
+        'copy images into the store from an OCI image layout (directory or tar), a docker save archive, or a CNCF distribution storage directory; safe while serve runs',
+      )
+      .argument('<source>', 'a directory or tar file')
+      .argument('[dest-repository]', 'the repository to import into (for distribution storage: a prefix for every repository name)'),
+    'engine',
+  )
+    .addOption(new Option('--format <format>', 'what SOURCE is (default: detected)').choices(['oci', 'docker-archive', 'distribution']))
+    .option('--repository <name...>', 'distribution storage: import only these repositories')
+    .addOption(new Option('--concurrency <n>', 'blobs copied at once').default(4).argParser(positive))
+    .option('--json', 'print the summary as JSON')
+    .action(
+      async (
+        sourcePath: string,
+        destination: string | undefined,
+        flags: { format?: SourceFormat; repository?: string[]; concurrency: number; json?: boolean },
+        command: Command,
+      ) => {
+        const { config } = configFromOptions(command.opts());
+        const source = await openSource(sourcePath, { format: flags.format, destination, repositories: flags.repository });
+        const engine = await openEngine(engineFrom(config, true));
+        const progress = createProgress('import');
+        let summary: ImportSummary;
+        try {
+          summary = await importSource(engine.registry, source, { concurrency: flags.concurrency, progress });
+        } finally {
+          progress.stop();
+          await source.close();
+          await engine.registry.close();
+        }
+        console.log(flags.json ? JSON.stringify(summary) : formatSummary(summary));
+        if (summary.errors.length) process.exitCode = 1;
+      },
+    );
+}
