@@ -1,9 +1,11 @@
 /** `portfolio import` and `portfolio export`: images in and out of the store on the same engine flags as serve. */
 import { Option, type Command } from 'commander';
 import { configFromOptions, withSettings } from './config.js';
+import { parseRepositoryName } from '../core/names.js';
 import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
 import { formatBytes } from './transfer/format.js';
+import { exportRepository } from './transfer/exporter.js';
 import { importSource, type ImportSummary } from './transfer/importer.js';
 import { openSource, type SourceFormat } from './transfer/open-source.js';
 import { createProgress } from './transfer/progress.js';
@@ -64,4 +66,43 @@ export function registerTransferCommands(program: Command): void {
         if (summary.errors.length) process.exitCode = 1;
       },
     );
+
+  withSettings(
+    program
+      .command('export')
+      .description('write tagged images of a repository, with their referrers, as an OCI image layout directory or tar (skopeo copy oci:DEST:TAG reads it)')
+      .argument('<reference>', 'REPOSITORY, or REPOSITORY:TAG[,TAG…] (default: every tag)')
+      .argument('<dest>', 'a new directory, or a file ending in .tar'),
+    'engine',
+  )
+    .option('--tar', 'write a tar archive whatever DEST is called')
+    .option('--docker', 'add docker save\'s manifest.json, so docker load reads the tar (an index gives its linux/amd64 image)')
+    .option('--json', 'print the summary as JSON')
+    .action(async (reference: string, dest: string, flags: { tar?: boolean; docker?: boolean; json?: boolean }, command: Command) => {
+      const { config } = configFromOptions(command.opts());
+      const colon = reference.indexOf(':');
+      const name = parseRepositoryName(colon === -1 ? reference : reference.slice(0, colon));
+      const tags = colon === -1 ? [] : reference.slice(colon + 1).split(',').filter(Boolean);
+      const engine = await openEngine(engineFrom(config, false));
+      const progress = createProgress('export');
+      try {
+        const summary = await exportRepository({
+          repository: engine.registry.repository(name),
+          tags,
+          dest,
+          tar: Boolean(flags.tar || flags.docker) || dest.endsWith('.tar'),
+          docker: Boolean(flags.docker),
+          progress,
+        });
+        progress.stop();
+        console.log(
+          flags.json
+            ? JSON.stringify(summary)
+            : `exported ${name}: ${summary.tags.length} tags, ${summary.manifests} manifests, ${summary.blobs} blobs (${formatBytes(summary.bytes)}) to ${dest}`,
+        );
+      } finally {
+        progress.stop();
+        await engine.registry.close();
+      }
+    });
 }

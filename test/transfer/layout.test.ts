@@ -128,4 +128,31 @@ describe('import from an OCI image layout', () => {
     const copied = await served(registry.url, 'transfer/skopeo', {}, false);
     assert.deepEqual(copied.tags, { multi: original.tags.multi, v1: original.tags.v1 });
   });
+
+  it('exports a repository as an OCI layout that skopeo copies and import reads back, referrers included', async () => {
+    const dir = join(work, 'exported');
+    const tarFile = join(work, 'exported.tar');
+    const exported = await runCli(['export', 'transfer/layout', dir, ...registry.engineArgs]);
+    assert.equal(exported.code, 0, exported.stderr);
+    const partial = await runCli(['export', 'transfer/layout:v1,multi', tarFile, ...registry.engineArgs]);
+    assert.equal(partial.code, 0, partial.stderr);
+    const host = registry.url.replace(/^http:\/\//, '');
+    for (const tag of ['v1', 'multi', 'one']) {
+      await run(SKOPEO, ['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', `oci:${dir}:${tag}`, `docker://${host}/transfer/by-skopeo:${tag}`]);
+    }
+    const original = await served(registry.url, 'transfer/layout', {}, false);
+    const copied = await served(registry.url, 'transfer/by-skopeo', {}, false);
+    assert.deepEqual(copied.tags, { v1: original.tags.v1, multi: original.tags.multi, one: original.tags.one });
+    const back = await importCli(dir, 'transfer/round-trip');
+    assert.equal(back.code, 0, back.stderr);
+    assert.deepEqual(await served(registry.url, 'transfer/round-trip'), expected(layout));
+    const fromTar = await importCli(tarFile, 'transfer/round-trip-tar');
+    assert.equal(fromTar.code, 0, fromTar.stderr);
+    assert.deepEqual((await served(registry.url, 'transfer/round-trip-tar')).tags, { v1: original.tags.v1, multi: original.tags.multi });
+    const again = await runCli(['export', 'transfer/layout', dir, ...registry.engineArgs]);
+    assert.equal(again.code, 1, 'export over a non-empty directory must fail');
+    const missing = await runCli(['export', 'transfer/layout:nope', join(work, 'nope'), ...registry.engineArgs]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /nope: no such tag/);
+  });
 });

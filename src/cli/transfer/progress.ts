@@ -23,6 +23,7 @@ export function createProgress(label: string, stream: NodeJS.WriteStream = proce
   let skipped = 0;
   let total = 0;
   let drawn = false;
+  let stopped = false;
   const line = () => {
     const seconds = Math.max((Date.now() - started) / 1000, 0.001);
     const rate = bytes / seconds;
@@ -52,6 +53,8 @@ export function createProgress(label: string, stream: NodeJS.WriteStream = proce
       if (tty && drawn) draw();
     },
     stop() {
+      if (stopped) return;
+      stopped = true;
       clearInterval(timer);
       if (tty && drawn) stream.write('\r\x1b[K');
       if (!tty && Date.now() - started > 1000) stream.write(`${line()}\n`);
