@@ -28,30 +28,44 @@ const positive = (value: string): number => {
   return n;
 };
 
+async function sourcePassword(stdin: boolean): Promise<string> {
+  if (!stdin) {
+    const password = process.env.PORTFOLIO_SOURCE_PASSWORD;
+    if (password === undefined) throw new Error('--username needs a password: set PORTFOLIO_SOURCE_PASSWORD or give --password-stdin');
+    return password;
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
 export function registerTransferCommands(program: Command): void {
   withSettings(
     program
       .command('import')
       .description(
-        'copy images into the store from an OCI image layout (directory or tar), a docker save archive, or a CNCF distribution storage directory; safe while serve runs',
+        'copy images into the store from an OCI image layout (directory or tar), a docker save archive, a CNCF distribution storage directory, or another registry; safe while serve runs',
       )
-      .argument('<source>', 'a directory or tar file')
-      .argument('[dest-repository]', 'the repository to import into (for distribution storage: a prefix for every repository name)'),
+      .argument('<source>', 'a directory, a tar file, or a registry URL: https://HOST[:PORT][/REPOSITORY[:TAG[,TAG…]]] (no repository: the whole catalog)')
+      .argument('[dest-repository]', 'the repository to import into (several source repositories: a prefix for their names)'),
     'engine',
   )
     .addOption(new Option('--format <format>', 'what SOURCE is (default: detected)').choices(['oci', 'docker-archive', 'distribution']))
-    .option('--repository <name...>', 'distribution storage: import only these repositories')
+    .option('--repository <name...>', 'distribution storage or registry: import only these repositories')
+    .option('--username <name>', 'registry: the user to log in as (password from PORTFOLIO_SOURCE_PASSWORD, or --password-stdin)')
+    .option('--password-stdin', 'registry: read the password from standard input')
     .addOption(new Option('--concurrency <n>', 'blobs copied at once').default(4).argParser(positive))
     .option('--json', 'print the summary as JSON')
     .action(
       async (
         sourcePath: string,
         destination: string | undefined,
-        flags: { format?: SourceFormat; repository?: string[]; concurrency: number; json?: boolean },
+        flags: { format?: SourceFormat; repository?: string[]; username?: string; passwordStdin?: boolean; concurrency: number; json?: boolean },
         command: Command,
       ) => {
         const { config } = configFromOptions(command.opts());
-        const source = await openSource(sourcePath, { format: flags.format, destination, repositories: flags.repository });
+        const credentials = flags.username ? { username: flags.username, password: await sourcePassword(Boolean(flags.passwordStdin)) } : undefined;
+        const source = await openSource(sourcePath, { format: flags.format, destination, repositories: flags.repository, credentials });
         const engine = await openEngine(engineFrom(config, true));
         const progress = createProgress('import');
         let summary: ImportSummary;

@@ -1,9 +1,15 @@
 /** Runs CNCF distribution (Debian `docker-registry`, /usr/bin/docker-registry) on a free loopback port with its own storage directory. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { hash } from '@node-rs/bcrypt';
 import { freePort } from '../helpers/net.js';
+import type { Layout } from './content.js';
+
+const run = promisify(execFile);
+const SKOPEO = process.env.SKOPEO ?? 'skopeo';
 
 export const DISTRIBUTION = process.env.DOCKER_REGISTRY ?? '/usr/bin/docker-registry';
 
@@ -64,4 +70,29 @@ export async function startDistribution(dir: string, basicAuth?: { user: string;
       await exited;
     },
   };
+}
+
+/** Pushes a layout's tagged entries with skopeo and its untagged ones (referrers) by digest over HTTP. */
+export async function pushLayout(dist: Distribution, layoutDir: string, layout: Layout, repo: string, auth: string[] = [], headers: Record<string, string> = {}): Promise<void> {
+  for (const e of layout.entries) {
+    if (e.tag) await run(SKOPEO, ['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', ...auth, `oci:${layoutDir}:${e.tag}`, `docker://${dist.host}/${repo}:${e.tag}`]);
+  }
+  for (const e of layout.entries.filter((x) => !x.tag)) {
+    const m = JSON.parse(layout.objects.get(e.digest)!.toString()) as { config: { digest: string }; layers: { digest: string }[] };
+    for (const d of [m.config.digest, ...m.layers.map((l) => l.digest)]) {
+      const bytes = layout.objects.get(d)!;
+      const start = await fetch(`${dist.url}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers });
+      assert.equal(start.status, 202);
+      const location = new URL(start.headers.get('location')!, dist.url);
+      location.searchParams.set('digest', d);
+      const put = await fetch(location, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: bytes });
+      assert.equal(put.status, 201, await put.text());
+    }
+    const put = await fetch(`${dist.url}/v2/${repo}/manifests/${e.digest}`, {
+      method: 'PUT',
+      headers: { ...headers, 'content-type': e.mediaType },
+      body: layout.objects.get(e.digest)!,
+    });
+    assert.equal(put.status, 201, await put.text());
+  }
 }

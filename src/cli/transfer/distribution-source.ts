@@ -89,7 +89,7 @@ export class DistributionSource implements ImageSource {
     const path = this.dataPath(digest);
     try {
       const s = await stat(path);
-      return { size: s.size, open: async () => createReadStream(path) };
+      return { size: s.size, stream: createReadStream(path) };
     } catch {
       return null;
     }

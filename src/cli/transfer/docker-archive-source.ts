@@ -106,7 +106,7 @@ export class DockerArchiveSource implements ImageSource {
     if (!path) return null;
     const size = await this.files.size(path);
     if (size === undefined) return null;
-    return { size, open: async () => this.files.stream(path) };
+    return { size, stream: this.files.stream(path) };
   }
 
   async close(): Promise<void> {}

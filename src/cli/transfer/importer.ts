@@ -88,8 +88,16 @@ class RepositoryImport {
 
   private manifest(digest: Digest): Promise<void> {
     let pending = this.manifests.get(digest);
-    if (!pending) this.manifests.set(digest, (pending = this.copyManifest(digest)));
+    if (!pending) this.manifests.set(digest, (pending = this.copyManifest(digest).then(() => this.referrers(digest))));
     return pending;
+  }
+
+  /** Brings in the manifests the source lists as referrers of `digest`; a failed one is an error of its own. */
+  private async referrers(digest: Digest): Promise<void> {
+    if (!this.source.referrers) return;
+    for (const referrer of await this.source.referrers(digest)) {
+      await this.manifest(referrer).catch((err: unknown) => this.fail(`${this.source.name}@${referrer} (referrer of ${digest})`, err));
+    }
   }
 
   private async copyManifest(digest: Digest): Promise<void> {
@@ -128,19 +136,26 @@ class RepositoryImport {
     }
     const blob = await this.source.blob(digest);
     if (!blob) throw new Error(`blob ${digest} is missing from the source`);
-    const upload = await this.target.uploads.start();
+    const { stream, size } = blob;
+    let upload;
     try {
-      const stream = await blob.open();
+      upload = await this.target.uploads.start();
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+    try {
       const progress = this.options.progress;
       const counted = progress ? stream.pipe(new Transform({ transform: (chunk: Buffer, _e, done) => (progress.bytes(chunk.length), done(null, chunk)) })) : stream;
       if (counted !== stream) stream.once('error', (err) => counted.destroy(err));
-      await this.target.uploads.complete(upload.id, digest, counted, { length: blob.size });
+      await this.target.uploads.complete(upload.id, digest, counted, { length: size });
     } catch (err) {
+      stream.destroy();
       await this.target.uploads.cancel(upload.id).catch(() => undefined);
       throw err;
     }
     this.summary.blobs.copied++;
-    this.summary.bytes.copied += blob.size;
+    this.summary.bytes.copied += size;
   }
 
   private async tag(tag: string, digest: Digest): Promise<void> {

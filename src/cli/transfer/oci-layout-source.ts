@@ -71,7 +71,7 @@ export class OciLayoutSource implements ImageSource {
     const path = blobPath(digest);
     const size = await this.files.size(path);
     if (size === undefined) return null;
-    return { size, open: async () => this.files.stream(path) };
+    return { size, stream: this.files.stream(path) };
   }
 
   async close(): Promise<void> {}

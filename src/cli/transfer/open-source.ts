@@ -4,6 +4,8 @@ import { DirFiles, TarFiles, type Files } from './files.js';
 import { DistributionSource, distributionRoot } from './distribution-source.js';
 import { DockerArchiveSource, isDockerArchive } from './docker-archive-source.js';
 import { OciLayoutSource, isOciLayout } from './oci-layout-source.js';
+import type { Credentials } from './remote-client.js';
+import { RemoteSource, parseRemote } from './remote-source.js';
 import type { ImageSource } from './source.js';
 
 export type SourceFormat = 'oci' | 'docker-archive' | 'distribution';
@@ -12,11 +14,19 @@ export interface SourceOptions {
   format?: SourceFormat;
   /** The destination repository (layouts and archives) or name prefix (distribution storage). */
   destination?: string;
-  /** Distribution storage: only these repositories. */
+  /** Distribution storage or a registry: only these repositories. */
   repositories?: string[];
+  /** For a registry. */
+  credentials?: Credentials;
 }
 
 export async function openSource(path: string, options: SourceOptions): Promise<ImageSource> {
+  if (/^https?:\/\//.test(path)) {
+    const { base, repository, tag } = parseRemote(path);
+    const repositories = repository ? [repository, ...(options.repositories ?? [])] : (options.repositories ?? []);
+    if (tag && repositories.length > 1) throw new Error(`${path}: a tag names one repository; leave out --repository`);
+    return new RemoteSource({ base, repositories, tags: tag ? tag.split(',') : [], destination: options.destination, credentials: options.credentials });
+  }
   const info = await stat(path).catch(() => null);
   if (!info) throw new Error(`${path}: no such file or directory`);
   if (info.isDirectory()) {

@@ -8,9 +8,10 @@ export interface SourceManifest {
   mediaType?: string;
 }
 
+/** A blob's bytes, opened: consume or destroy the stream. */
 export interface SourceBlob {
   size: number;
-  open(): Promise<Readable>;
+  stream: Readable;
 }
 
 export interface SourceRepository {
@@ -23,6 +24,8 @@ export interface SourceRepository {
   manifest(digest: Digest): Promise<SourceManifest>;
   /** A blob's bytes, or null when the source does not have it. */
   blob(digest: Digest): Promise<SourceBlob | null>;
+  /** Manifests whose subject is `digest`, where the source can list them (a remote's referrers API). */
+  referrers?(digest: Digest): Promise<Digest[]>;
 }
 
 export interface ImageSource {
