@@ -1,10 +1,12 @@
 /** `portfolio import` and `portfolio export`: images in and out of the store on the same engine flags as serve. */
 import { Option, type Command } from 'commander';
 import { configFromOptions, withSettings } from './config.js';
+import { parseDuration } from './duration.js';
 import { parseRepositoryName } from '../core/names.js';
 import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
 import { formatBytes } from './transfer/format.js';
+import { backup, restore } from './transfer/backup.js';
 import { exportRepository } from './transfer/exporter.js';
 import { importSource, type ImportSummary } from './transfer/importer.js';
 import { openSource, type SourceFormat } from './transfer/open-source.js';
@@ -113,6 +115,67 @@ export function registerTransferCommands(program: Command): void {
           flags.json
             ? JSON.stringify(summary)
             : `exported ${name}: ${summary.tags.length} tags, ${summary.manifests} manifests, ${summary.blobs} blobs (${formatBytes(summary.bytes)}) to ${dest}`,
+        );
+      } finally {
+        progress.stop();
+        await engine.registry.close();
+      }
+    });
+
+  withSettings(
+    program
+      .command('backup')
+      .description('a consistent snapshot of the whole store while it serves, with the objects it names (docs/backup.md)')
+      .argument('<dest>', 'a new directory'),
+    'engine',
+  )
+    .addOption(new Option('--objects <mode>', 'copy the objects into the backup, or only list them for your own bucket replication').choices(['copy', 'list']).default('copy'))
+    .addOption(new Option('--wait <duration>', 'how long to wait for a running garbage collection').default('10m'))
+    .option('--json', 'print the summary as JSON')
+    .action(async (dest: string, flags: { objects: 'copy' | 'list'; wait: string; json?: boolean }, command: Command) => {
+      const { config } = configFromOptions(command.opts());
+      const engine = await openEngine(engineFrom(config, false));
+      const progress = createProgress('backup');
+      try {
+        const manifest = await backup(engine, { dest, objects: flags.objects, waitMs: parseDuration(flags.wait), progress });
+        progress.stop();
+        const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
+        console.log(
+          flags.json
+            ? JSON.stringify(manifest)
+            : `backed up ${manifest.tables.length} tables (${rows} rows) and ${manifest.objects.mode === 'copy' ? 'copied' : 'listed'} ${manifest.objects.count} objects (${formatBytes(manifest.objects.bytes)}) to ${dest}`,
+        );
+      } finally {
+        progress.stop();
+        await engine.registry.close();
+      }
+    });
+
+  withSettings(
+    program
+      .command('restore')
+      .description('load a backup into an empty store of either engine (objects first, then the metadata); run fsck --full after')
+      .argument('<src>', 'a directory portfolio backup wrote'),
+    'engine',
+  )
+    .option('--json', 'print the summary as JSON')
+    .action(async (src: string, flags: { json?: boolean }, command: Command) => {
+      const { config } = configFromOptions(command.opts());
+      const engine = await openEngine(engineFrom(config, false));
+      const progress = createProgress('restore');
+      try {
+        const summary = await restore(engine, src, progress);
+        progress.stop();
+        const rows = summary.tables.reduce((n, t) => n + t.rows, 0);
+        console.log(
+          flags.json
+            ? JSON.stringify(summary)
+            : [
+                `restored ${summary.tables.length} tables (${rows} rows) into ${engine.describe.database}`,
+                `objects: ${summary.objects.copied} copied (${formatBytes(summary.objects.bytes)}), ${summary.objects.present} already in ${engine.describe.storage}`,
+                ...(summary.skipped.length ? [`not restored (state of running processes): ${summary.skipped.join(', ')}`] : []),
+                ...(summary.migrated.length ? [`migrated: ${summary.migrated.join(', ')}`] : []),
+              ].join('\n'),
         );
       } finally {
         progress.stop();
