@@ -2,8 +2,9 @@
  * CNCF distribution's filesystem storage (`<root>/docker/registry/v2/…`) read in place:
  * repositories are directories holding `_manifests`; `_manifests/revisions/<alg>/<hex>/link`
  * lists the manifests, `_manifests/tags/<tag>/current/link` the tags, and every blob's bytes
- * are at `blobs/<alg>/<first two hex>/<hex>/data`. Distribution's own links say what a repository
- * may use; the manifests' references decide what is copied.
+ * are at `blobs/<alg>/<first two hex>/<hex>/data`. What is copied is what the manifests
+ * reference (a `_layers` link without a manifest using it is an unfinished or abandoned push).
+ * Manifest bodies carry their own media type (distribution keeps no other record of it).
  */
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';

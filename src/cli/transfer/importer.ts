@@ -107,7 +107,10 @@ class RepositoryImport {
       return;
     }
     const { bytes, parsed } = await this.read(digest);
-    await Promise.all([...parsed.children.map((child) => this.manifest(child)), ...parsed.blobs.map((blob) => this.blob(blob))]);
+    // Every reference settles before the first failure is reported: nothing keeps writing behind a failed manifest.
+    const settled = await Promise.allSettled([...parsed.children.map((child) => this.manifest(child)), ...parsed.blobs.map((blob) => this.blob(blob))]);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     await this.target.manifests.put({ kind: 'digest', digest }, bytes, parsed);
     this.summary.manifests.copied++;
     this.options.progress?.item();
