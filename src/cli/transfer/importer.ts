@@ -11,7 +11,7 @@ import type { Registry, Repository } from '../../core/interfaces.js';
 import { parseManifest, type ParsedManifest } from '../../core/manifest.js';
 import { parseRepositoryName } from '../../core/names.js';
 import type { Progress } from './progress.js';
-import type { ImageSource, SourceRepository } from './source.js';
+import type { ImageSource, SourceManifest, SourceRepository } from './source.js';
 
 export interface ImportSummary {
   repositories: number;
@@ -33,8 +33,9 @@ export interface ImportOptions {
 }
 
 export async function importSource(registry: Registry, source: ImageSource, options: ImportOptions, summary = emptySummary()): Promise<ImportSummary> {
+  const total = { bytes: 0 };
   for await (const repository of source.repositories()) {
-    await new RepositoryImport(registry, repository, options, summary).run();
+    await new RepositoryImport(registry, repository, options, summary, total).run();
   }
   return summary;
 }
@@ -44,12 +45,16 @@ class RepositoryImport {
   private readonly manifests = new Map<Digest, Promise<void>>();
   private readonly blobs = new Map<Digest, Promise<void>>();
   private readonly slots: Semaphore;
+  /** Source manifests read so far (small: at most 4 MiB each, most a few KiB). */
+  private readonly sourceManifests = new Map<Digest, Promise<SourceManifest>>();
 
   constructor(
     registry: Registry,
     private readonly source: SourceRepository,
     private readonly options: ImportOptions,
     private readonly summary: ImportSummary,
+    /** Bytes the repositories planned so far reach, for the progress total. */
+    private readonly total: { bytes: number },
   ) {
     this.target = registry.repository(parseRepositoryName(source.name));
     this.slots = new Semaphore(Math.max(1, options.concurrency));
@@ -59,6 +64,7 @@ class RepositoryImport {
     this.summary.repositories++;
     const failed = new Set<Digest>();
     const roots = [...new Set([...this.source.tags.map((t) => t.digest), ...this.source.manifests])];
+    if (this.options.progress) await this.plan(roots).catch(() => undefined);
     for (const digest of roots) {
       try {
         await this.manifest(digest);
@@ -116,9 +122,41 @@ class RepositoryImport {
     this.options.progress?.item();
   }
 
+  /**
+   * Adds the bytes the roots reach to the progress total (for the time left), reading their
+   * manifests once (kept for the copy). Failures are left to the copy to report.
+   */
+  private async plan(roots: Digest[]): Promise<void> {
+    const seenManifests = new Set<Digest>();
+    const sizes = new Map<string, number>();
+    const visit = async (digest: Digest): Promise<void> => {
+      if (seenManifests.has(digest)) return;
+      seenManifests.add(digest);
+      const json = JSON.parse((await this.sourceManifest(digest)).bytes.toString('utf8')) as {
+        config?: { digest: string; size: number };
+        layers?: { digest: string; size: number; urls?: string[] }[];
+        manifests?: { digest: string }[];
+      };
+      for (const d of [...(json.config ? [json.config] : []), ...(json.layers ?? []).filter((l) => !l.urls?.length)]) sizes.set(d.digest, d.size);
+      for (const child of json.manifests ?? []) await visit(child.digest as Digest);
+    };
+    for (const root of roots) await visit(root).catch(() => undefined);
+    this.total.bytes += [...sizes.values()].reduce((n, size) => n + (Number.isSafeInteger(size) ? size : 0), 0);
+    this.options.progress?.expect(this.total.bytes);
+  }
+
+  private sourceManifest(digest: Digest): Promise<SourceManifest> {
+    let pending = this.sourceManifests.get(digest);
+    if (!pending) {
+      this.sourceManifests.set(digest, (pending = this.source.manifest(digest)));
+      pending.catch(() => this.sourceManifests.delete(digest));
+    }
+    return pending;
+  }
+
   /** A source manifest, its digest checked and its references parsed as a push would be. */
   private async read(digest: Digest): Promise<{ bytes: Buffer; parsed: ParsedManifest }> {
-    const { bytes, mediaType } = await this.source.manifest(digest);
+    const { bytes, mediaType } = await this.sourceManifest(digest);
     if (digestOf(bytes, digestAlgorithm(digest)) !== digest) throw new Error(`manifest bytes do not match ${digest}`);
     return { bytes, parsed: parseManifest(bytes, mediaType) };
   }
