@@ -1,9 +1,10 @@
 /**
  * Import throughput: an OCI image layout of about 1 GiB (16 layers of 64 MiB) goes into a
  * running Portfolio by `portfolio import` (beside `serve`, on its stores) and, into another
- * fresh store, by `skopeo copy oci:… docker://…` over HTTP. Prints MB/s for both.
+ * fresh store, by `skopeo copy oci:… docker://…` over HTTP. Prints MB/s for both. Each run gets
+ * fresh stores in its own data directory, so this measures the embedded default (SQLite + files).
  *
- *   npm run bench:import [-- "--engine-args=--database-url … --storage s3://…"] [--layers N] [--layer-mib N] [--rounds N]
+ *   npm run bench:import [-- --layers N] [--layer-mib N] [--rounds N]
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -20,12 +21,12 @@ import { startPortfolio, syncDisks, type Registry } from './servers.js';
 
 const run = promisify(execFile);
 const { values } = parseArgs({
-  options: { 'engine-args': { type: 'string' }, layers: { type: 'string' }, 'layer-mib': { type: 'string' }, rounds: { type: 'string' } },
+  options: { layers: { type: 'string' }, 'layer-mib': { type: 'string' }, rounds: { type: 'string' } },
 });
 const layerCount = Number(values.layers ?? 16);
 const layerSize = Number(values['layer-mib'] ?? 64) * MiB;
 const rounds = Number(values.rounds ?? 2);
-const extraArgs = (values['engine-args'] ?? process.env.PORTFOLIO_BENCH_ARGS ?? '').split(/\s+/).filter(Boolean);
+const extraArgs: string[] = [];
 const cli = resolve(import.meta.dirname, '../../bin/portfolio.js');
 
 /** Writes the layout: gzip level 0 (stored) layers, so no client spends the run recompressing. */
@@ -100,7 +101,7 @@ try {
     }
   }
   const best = (xs: number[]) => Math.min(...xs);
-  console.log(`${(bytes / MiB).toFixed(0)} MiB OCI layout (${layerCount} × ${layerSize / MiB} MiB layers), best of ${rounds}, engine: ${extraArgs.join(' ') || 'embedded default'}`);
+  console.log(`${(bytes / MiB).toFixed(0)} MiB OCI layout (${layerCount} × ${layerSize / MiB} MiB layers), best of ${rounds}, SQLite + files`);
   for (const how of ['import', 'skopeo'] as const) {
     const s = best(results[how]);
     console.log(`  ${how === 'import' ? 'portfolio import ' : 'skopeo copy      '} ${s.toFixed(1)} s  ${(bytes / 1e6 / s).toFixed(0)} MB/s   (runs: ${results[how].map((x) => x.toFixed(1)).join(', ')} s)`);
