@@ -6,7 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { posix } from 'node:path';
 
 interface Entry {
@@ -79,7 +79,7 @@ export class TarIndex {
   stream(name: string): Readable {
     const entry = this.entries.get(normalize(name));
     if (!entry) throw new Error(`${this.path}: no ${name} in the archive`);
-    if (entry.size === 0) return createReadStream(this.path, { start: 1, end: 0 });
+    if (entry.size === 0) return Readable.from([]);
     return createReadStream(this.path, { start: entry.offset, end: entry.offset + entry.size - 1 });
   }
 
