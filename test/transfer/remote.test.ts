@@ -77,5 +77,9 @@ describe('import from a running registry', () => {
     assert.equal(again.code, 0, again.stderr);
     const s = JSON.parse(again.stdout) as { bytes: { copied: number }; tags: { skipped: number } };
     assert.deepEqual([s.bytes.copied, s.tags.skipped], [0, 1]);
+    // The whole catalog through a token for registry:catalog:*.
+    const all = await runCli(['import', `${source.url}/`, 'all', '--username', USER.user, ...registry.engineArgs], { PORTFOLIO_SOURCE_PASSWORD: USER.password });
+    assert.equal(all.code, 0, all.stdout + all.stderr);
+    assert.deepEqual(await served(registry.url, 'all/team/source'), expected(layout));
   });
 });
