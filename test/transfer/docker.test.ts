@@ -116,6 +116,12 @@ if (unavailable) {
       const digest = head.headers.get('docker-content-digest')!;
       await ok(['pull', `${host}/transfer/saved@${digest}`]);
       assert.equal(await idOf(`${host}/transfer/saved@${digest}`), loadedId);
+      // Without DEST-REPOSITORY the archive's own name is used.
+      const named = await runCli(['import', join(work, 'saved.tar'), ...registry.engineArgs]);
+      assert.equal(named.code, 0, named.stdout + named.stderr);
+      assert.equal((await fetch(`${registry.url}/v2/transfer/app/manifests/${digest}`, { method: 'HEAD' })).status, 200);
+      const tags = (await (await fetch(`${registry.url}/v2/transfer/app/tags/list`)).json()) as { tags: string[] };
+      assert.deepEqual(tags.tags, ['v1']);
     });
 
     it('a docker save archive converted from its manifest.json pulls as the same image', async () => {

@@ -19,12 +19,13 @@ import { tryAcquireLease, type Lease } from './leases.js';
 const MIGRATION_TABLES = new Set(['kysely_migration', 'kysely_migration_lock']);
 const FETCH_ROWS = 500;
 
-export async function openSnapshot(databaseUrl: string): Promise<MetadataSnapshot> {
-  return /^postgres(ql)?:\/\//.test(databaseUrl) ? postgresSnapshot(databaseUrl) : sqliteSnapshot(databaseUrl.replace(/^sqlite:/, ''));
+/** `workDir`: where a SQLite snapshot's copy of the database is kept while it is read (default: the temporary directory). */
+export async function openSnapshot(databaseUrl: string, workDir = tmpdir()): Promise<MetadataSnapshot> {
+  return /^postgres(ql)?:\/\//.test(databaseUrl) ? postgresSnapshot(databaseUrl) : sqliteSnapshot(databaseUrl.replace(/^sqlite:/, ''), workDir);
 }
 
-async function sqliteSnapshot(path: string): Promise<MetadataSnapshot> {
-  const dir = await mkdtemp(join(tmpdir(), 'portfolio-snapshot-'));
+async function sqliteSnapshot(path: string, workDir: string): Promise<MetadataSnapshot> {
+  const dir = await mkdtemp(join(workDir, 'snapshot-'));
   const copyPath = join(dir, 'metadata.db');
   try {
     const source = new SqliteDatabase(path, { fileMustExist: true });

@@ -41,7 +41,8 @@ export async function backup(engine: Engine, options: BackupOptions): Promise<Ba
   const staging = await stagingDirectory(options.dest);
   const hold = await holdCollection(engine.database, options.waitMs);
   try {
-    const snapshot = await openSnapshot(engine.databaseUrl);
+    // The SQLite copy sits beside the backup (same file system, same free space), removed once read.
+    const snapshot = await openSnapshot(engine.databaseUrl, staging.path);
     const manifest: BackupManifest = {
       format: BACKUP_FORMAT,
       version: BACKUP_VERSION,

@@ -8,6 +8,7 @@ import type { ImageSource, SourceBlob, SourceManifest, SourceRepository } from '
 import { splitReference } from './references.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
+const CONTAINERD_NAME = 'io.containerd.image.name';
 
 interface IndexDescriptor {
   mediaType?: string;
@@ -45,7 +46,9 @@ export class OciLayoutSource implements ImageSource {
       if (d.mediaType) types.set(digest, d.mediaType);
       const ref = d.annotations?.[REF_NAME];
       const { repository, tag } = ref ? splitReference(ref) : { repository: undefined, tag: undefined };
-      const name = this.destination ?? repository;
+      // docker save (25 and later) keeps the full name beside a bare-tag ref.name.
+      const full = d.annotations?.[CONTAINERD_NAME];
+      const name = this.destination ?? repository ?? (full ? splitReference(full).repository : undefined);
       if (!name) throw new Error(`${this.files.description}: ${ref ? `ref.name ${JSON.stringify(ref)} names no repository` : `${digest} has no ref.name`}; give DEST-REPOSITORY`);
       let group = groups.get(name);
       if (!group) groups.set(name, (group = { tags: [], manifests: [] }));

@@ -90,11 +90,6 @@ export class RemoteClient {
     if (!token) throw new Error(`token from ${url.origin}${url.pathname}: no token in the answer`);
     return token;
   }
-
-  /** Forgets tokens (they expire); the next request asks again. */
-  forgetTokens(): void {
-    this.tokens.clear();
-  }
 }
 
 function basic(c: Credentials): string {
