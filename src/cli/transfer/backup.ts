@@ -75,14 +75,15 @@ export async function backup(engine: Engine, options: BackupOptions): Promise<Ba
         })(),
       );
       options.progress?.expect(total);
-      for await (const object of backupObjects(staging.path, manifest)) {
-        if (options.objects === 'copy') await copyOut(engine.objects, object, join(staging.path, 'objects', object.key), options.progress);
-        manifest.objects.count++;
-        manifest.objects.bytes += object.size;
-        options.progress?.item();
-      }
     } finally {
+      // The database snapshot is no longer needed: the objects it names stay, collection being held off.
       await snapshot.close();
+    }
+    for await (const object of backupObjects(staging.path, manifest)) {
+      if (options.objects === 'copy') await copyOut(engine.objects, object, join(staging.path, 'objects', object.key), options.progress);
+      manifest.objects.count++;
+      manifest.objects.bytes += object.size;
+      options.progress?.item();
     }
     await staging.commit(manifest);
     return manifest;

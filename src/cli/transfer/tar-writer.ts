@@ -44,13 +44,18 @@ export class TarWriter {
   }
 }
 
+/** The largest size the ustar header's 11 octal digits hold (8 GiB - 1); larger sizes go in a PAX record. */
+const MAX_USTAR_SIZE = 0o77777777777;
+
 function header(name: string, size: number, type: '0' | '5'): Buffer {
-  if (Buffer.byteLength(name) <= 100) return block(name, size, type);
-  const record = paxRecord('path', name);
+  const longName = Buffer.byteLength(name) > 100;
+  const bigSize = size > MAX_USTAR_SIZE;
+  if (!longName && !bigSize) return block(name, size, type);
+  const record = Buffer.concat([...(longName ? [paxRecord('path', name)] : []), ...(bigSize ? [paxRecord('size', String(size))] : [])]);
   const pax = block('PaxHeader', record.length, 'x');
   const padded = Buffer.alloc(Math.ceil(record.length / BLOCK) * BLOCK);
   record.copy(padded);
-  return Buffer.concat([pax, padded, block(name.slice(-100).replace(/^\/+/, ''), size, type)]);
+  return Buffer.concat([pax, padded, block(longName ? name.slice(-100).replace(/^\/+/, '') : name, bigSize ? 0 : size, type)]);
 }
 
 function block(name: string, size: number, type: string): Buffer {
