@@ -20,7 +20,7 @@ export interface Layout {
 
 /**
  * An image (tag v1), a two-platform index (tag multi) whose children share a layer, an image
- * tagged twice, and a referrer of the first image (listed untagged).
+ * tagged twice, a referrer of the first image and a referrer of that referrer (listed untagged).
  */
 export function sampleLayout(layerBytes = 64 * 1024, extraLayers = 0): Layout {
   const objects = new Map<string, Buffer>();
@@ -40,7 +40,14 @@ export function sampleLayout(layerBytes = 64 * 1024, extraLayers = 0): Layout {
     configMediaType: 'application/vnd.oci.empty.v1+json',
     subject: { mediaType: OCI_MANIFEST, digest: a.digest, size: a.manifest.length },
   });
-  for (const img of [a, b, c, d, sbom]) {
+  // A signature of the SBOM: a referrer of a referrer.
+  const signature = image({
+    layers: [blob('{"signature":true}')],
+    artifactType: 'application/vnd.example.signature',
+    configMediaType: 'application/vnd.oci.empty.v1+json',
+    subject: { mediaType: OCI_MANIFEST, digest: sbom.digest, size: sbom.manifest.length },
+  });
+  for (const img of [a, b, c, d, sbom, signature]) {
     add(img.config);
     img.layers.forEach(add);
     objects.set(img.digest, img.manifest);
@@ -49,7 +56,7 @@ export function sampleLayout(layerBytes = 64 * 1024, extraLayers = 0): Layout {
   const entry = (m: { digest: string; manifest: Buffer; mediaType: string }, tag?: string): LayoutEntry => ({ digest: m.digest, mediaType: m.mediaType, size: m.manifest.length, tag });
   return {
     objects,
-    entries: [entry(a, 'v1'), entry(idx, 'multi'), entry(d, 'one'), entry(d, 'two'), entry(sbom)],
+    entries: [entry(a, 'v1'), entry(idx, 'multi'), entry(d, 'one'), entry(d, 'two'), entry(sbom), entry(signature)],
   };
 }
 

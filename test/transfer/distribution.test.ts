@@ -45,7 +45,7 @@ describe('import from CNCF distribution storage', () => {
     const summary = JSON.parse(r.stdout) as { repositories: number; errors: string[]; manifests: { copied: number } };
     assert.deepEqual(summary.errors, []);
     assert.equal(summary.repositories, 2);
-    assert.equal(summary.manifests.copied, 12);
+    assert.equal(summary.manifests.copied, 14);
     assert.deepEqual(await served(registry.url, 'library/app'), expected(layout));
     assert.deepEqual(await served(registry.url, 'library/app/nested'), expected(second));
   });

@@ -73,7 +73,7 @@ describe('import from an OCI image layout', () => {
     const r = await importCli(layoutDir, 'transfer/layout');
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.summary!.errors, []);
-    assert.equal(r.summary!.manifests.copied, 6);
+    assert.equal(r.summary!.manifests.copied, 7);
     assert.equal(r.summary!.tags.set, 4);
     assert.deepEqual(await served(registry.url, 'transfer/layout'), expected(layout));
   });
@@ -92,7 +92,7 @@ describe('import from an OCI image layout', () => {
     const r = await importCli(tarFile, 'transfer/tarred');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.summary!.bytes.copied, 0);
-    assert.equal(r.summary!.manifests.copied, 6);
+    assert.equal(r.summary!.manifests.copied, 7);
     assert.deepEqual(await served(registry.url, 'transfer/tarred'), expected(layout));
   });
 

@@ -44,6 +44,8 @@ class RepositoryImport {
   private readonly target: Repository;
   private readonly manifests = new Map<Digest, Promise<void>>();
   private readonly blobs = new Map<Digest, Promise<void>>();
+  /** Manifests imported (or found present) whose referrers the source has yet to be asked for. */
+  private readonly withReferrers: Digest[] = [];
   private readonly slots: Semaphore;
   /** Source manifests read so far (small: at most 4 MiB each, most a few KiB). */
   private readonly sourceManifests = new Map<Digest, Promise<SourceManifest>>();
@@ -73,6 +75,7 @@ class RepositoryImport {
         this.fail(`${this.source.name}@${digest}`, err);
       }
     }
+    await this.referrers();
     for (const { tag, digest } of this.source.tags) {
       if (failed.has(digest)) {
         this.summary.errors.push(`${this.source.name}:${tag}: not tagged, ${digest} did not import`);
@@ -94,15 +97,33 @@ class RepositoryImport {
 
   private manifest(digest: Digest): Promise<void> {
     let pending = this.manifests.get(digest);
-    if (!pending) this.manifests.set(digest, (pending = this.copyManifest(digest).then(() => this.referrers(digest))));
+    if (!pending) {
+      this.manifests.set(digest, (pending = this.copyManifest(digest)));
+      if (this.source.referrers) void pending.then(() => this.withReferrers.push(digest), () => undefined);
+    }
     return pending;
   }
 
-  /** Brings in the manifests the source lists as referrers of `digest`; a failed one is an error of its own. */
-  private async referrers(digest: Digest): Promise<void> {
-    if (!this.source.referrers) return;
-    for (const referrer of await this.source.referrers(digest)) {
-      await this.manifest(referrer).catch((err: unknown) => this.fail(`${this.source.name}@${referrer} (referrer of ${digest})`, err));
+  /**
+   * Brings in the manifests the source lists as referrers of those imported, and theirs in turn
+   * (after the copies, not inside them: a referrer may be an index of its own subject). A failed
+   * one is an error of its own.
+   */
+  private async referrers(): Promise<void> {
+    const list = this.source.referrers?.bind(this.source);
+    if (!list) return;
+    for (let digest = this.withReferrers.shift(); digest; digest = this.withReferrers.shift()) {
+      let referrers: Digest[];
+      try {
+        referrers = await list(digest);
+      } catch (err) {
+        this.fail(`${this.source.name}@${digest} (listing its referrers)`, err);
+        continue;
+      }
+      for (const referrer of referrers) {
+        // Once copied, it is queued for its own referrers (manifest() registered that first).
+        await this.manifest(referrer).catch((err: unknown) => this.fail(`${this.source.name}@${referrer} (referrer of ${digest})`, err));
+      }
     }
   }
 
