@@ -5,7 +5,7 @@
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import type { SnapshotObject, SnapshotTable, SnapshotValue } from '../../core/snapshot.js';
@@ -93,7 +93,7 @@ export function backupObjects(dir: string, manifest: BackupManifest): AsyncItera
 
 /** Writes into `<dest>.partial`, renamed to `dest` once backup.json is in. */
 export async function stagingDirectory(dest: string): Promise<{ path: string; commit(manifest: BackupManifest): Promise<void>; abort(): Promise<void> }> {
-  const path = `${dest}.partial`;
+  const path = `${resolve(dest)}.partial`;
   await rm(path, { recursive: true, force: true });
   await mkdir(path, { recursive: true });
   return {

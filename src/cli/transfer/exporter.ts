@@ -6,7 +6,7 @@
  */
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../../core/digest.js';
@@ -158,7 +158,7 @@ async function allTags(repository: Repository): Promise<string[]> {
 
 /** A directory that must not exist yet (or be empty); written under a temporary name, renamed when complete. */
 async function dirSink(dest: string): Promise<Sink> {
-  const temp = `${dest}.partial`;
+  const temp = `${resolve(dest)}.partial`;
   await rm(temp, { recursive: true, force: true });
   await mkdir(temp, { recursive: true });
   return {
@@ -178,7 +178,7 @@ async function dirSink(dest: string): Promise<Sink> {
 }
 
 async function tarSink(dest: string): Promise<Sink> {
-  const temp = `${dest}.partial`;
+  const temp = `${resolve(dest)}.partial`;
   const out = createWriteStream(temp);
   const tar = new TarWriter(out);
   return {
