@@ -34,7 +34,9 @@ export async function restoreSnapshot(database: Database, input: RestoreInput): 
     throw new Error(`the store's schema (${applied.at(-1)}) differs from the backup's (${input.migrations.at(-1) ?? 'none'}): restore into a new, empty store`);
   }
   const report: RestoreReport = { tables: [], skipped: [], migrated: [] };
-  await database.tx(async (trx) => {
+  // PostgreSQL: one plain transaction, not the retrying runner (a conflict in an empty store is a bad backup, not a race).
+  const inOneTransaction = <T>(work: (trx: Executor) => Promise<T>) => (database.postgres ? database.db.transaction().execute(work) : database.tx(work));
+  await inOneTransaction(async (trx) => {
     for await (const table of input.tables()) {
       if (TRANSIENT_TABLES.has(table.name)) {
         report.skipped.push(table.name);
