@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,6 +131,17 @@ describe('backup while serving, restore into either engine', () => {
     const r = await runCli(['restore', join(work, 'three'), ...source.engineArgs]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /not empty|differs/);
+    // Not a backup, and a format version this Portfolio does not read: refused before anything is written.
+    const empty = ['--data-dir', join(work, 'refused')];
+    const none = await runCli(['restore', join(work, 'nowhere'), ...empty]);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no backup\.json/);
+    const manifestPath = join(work, 'three', 'backup.json');
+    const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as { version: number };
+    await writeFile(manifestPath, JSON.stringify({ ...manifest, version: 99 }));
+    const future = await runCli(['restore', join(work, 'three'), ...empty]);
+    assert.equal(future.code, 1);
+    assert.match(future.stderr, /format version 99/);
   });
 
   it('backs up and restores a table the schema does not know yet (every table from the catalog)', async () => {
