@@ -11,6 +11,7 @@
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { CatalogFilter } from '../core/interfaces.js';
+import { RepositoryPattern } from '../core/patterns.js';
 import { ACTIONS, type Action } from './actions.js';
 
 const actionList = z
@@ -52,7 +53,7 @@ export type PolicyConfig = z.input<typeof configSchema>;
 interface Rule {
   pattern: string;
   segments: string[];
-  matchers: (RegExp | null)[];
+  matcher: RepositoryPattern;
   anonymous: Set<Action>;
   authenticated: Set<Action>;
   users: Map<string, Set<Action>>;
@@ -192,33 +193,13 @@ export class Policy {
   }
 
   private match(name: string): Rule | undefined {
-    const segments = name.split('/');
-    return this.rules.find((r) => matchSegments(r, 0, segments, 0));
+    return this.rules.find((r) => r.matcher.matches(name));
   }
 }
 
 function compileRule(pattern: string, where: string, grants: Pick<Rule, 'anonymous' | 'authenticated' | 'users' | 'groups'>): Rule {
-  const segments = pattern.split('/');
-  if (segments.some((s) => s === '')) throw new Error(`${where}: repository pattern ${JSON.stringify(pattern)} has an empty path segment`);
-  if (segments.filter((s) => s === '**').length > 4) throw new Error(`${where}: repository pattern ${JSON.stringify(pattern)} has more than four **`);
-  const matchers = segments.map((s) => {
-    if (s === '**') return null;
-    if (s.includes('**')) throw new Error(`${where}: ** must be a whole path segment in ${JSON.stringify(pattern)}`);
-    if (!/^[a-z0-9._*-]+$/.test(s)) throw new Error(`${where}: invalid characters in repository pattern ${JSON.stringify(pattern)}`);
-    const body = s.split('*').map((part) => part.replace(/[.]/g, '\\.')).join('[^/]*');
-    return new RegExp(`^${body}$`);
-  });
-  return { pattern, segments, matchers, ...grants };
-}
-
-function matchSegments(rule: Rule, pi: number, name: string[], ni: number): boolean {
-  if (pi === rule.segments.length) return ni === name.length;
-  if (rule.segments[pi] === '**') {
-    for (let k = ni; k <= name.length; k++) if (matchSegments(rule, pi + 1, name, k)) return true;
-    return false;
-  }
-  if (ni === name.length) return false;
-  return rule.matchers[pi]!.test(name[ni]!) && matchSegments(rule, pi + 1, name, ni + 1);
+  const matcher = new RepositoryPattern(pattern, where);
+  return { pattern, segments: matcher.segments, matcher, ...grants };
 }
 
 /** 0 literal, 1 partial wildcard, 2 `*`, 3 `**`; a pattern that has ended ranks 2.5 (see the header). */

@@ -34,8 +34,8 @@ export interface ConfigInputs {
 export function withSettings(command: Command, ...groups: Group[]): Command {
   command.addOption(new Option('--config <file>', `configuration file (YAML, docs/configuration.md) [env ${CONFIG_ENV}]`));
   for (const leaf of leaves()) {
-    if (!leaf.setting.spec.on.some((g) => groups.includes(g))) continue;
-    const { flag, env, help, default: fallback } = leaf.setting.spec;
+    const { flag, env, help, default: fallback, on } = leaf.setting.spec;
+    if (!flag || !on.some((g) => groups.includes(g))) continue;
     command.addOption(new Option(flag, `${help} [env ${env}, file ${leaf.key}${fallback !== undefined ? `, default ${fallback}` : ''}]`));
   }
   return command;
@@ -45,6 +45,7 @@ export function withSettings(command: Command, ...groups: Group[]): Command {
 export function configFromOptions(options: Record<string, unknown>): LoadedConfig {
   const flags: Record<string, string | undefined> = {};
   for (const leaf of leaves()) {
+    if (!leaf.setting.spec.flag) continue;
     const value = options[optionName(leaf)];
     if (typeof value === 'string') flags[leaf.key] = value;
   }
@@ -55,7 +56,7 @@ export function configFromOptions(options: Record<string, unknown>): LoadedConfi
 const optionNames = new Map<string, string>();
 function optionName(leaf: Leaf): string {
   let name = optionNames.get(leaf.key);
-  if (!name) optionNames.set(leaf.key, (name = new Option(leaf.setting.spec.flag).attributeName()));
+  if (!name) optionNames.set(leaf.key, (name = new Option(leaf.setting.spec.flag!).attributeName()));
   return name;
 }
 
@@ -93,7 +94,7 @@ export function loadConfig(inputs: ConfigInputs): LoadedConfig {
     const name = leaf.path[leaf.path.length - 1]!;
     const { env, default: fallback } = leaf.setting.spec;
     const flag = inputs.flags[leaf.key];
-    const fromEnv = inputs.env[env];
+    const fromEnv = env === undefined ? undefined : inputs.env[env];
     if (flag !== undefined) set(parent, name, flag, 'flag');
     else if (fromEnv !== undefined && fromEnv !== '') set(parent, name, fromEnv, 'env');
     else if (parent[name] !== undefined) sources.set(leaf.key, 'file');
@@ -140,7 +141,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: Raw, sources: Map<string, S
   const source = key ? sources.get(key) : 'file';
   const leaf = key ? leaves().find((l) => l.key === key) : undefined;
   if (leaf && (source === 'flag' || source === 'env' || source === 'default')) {
-    const name = source === 'env' ? leaf.setting.spec.env : source === 'flag' ? leaf.setting.spec.flag.split(' ')[0] : `default of ${leaf.key}`;
+    const name = source === 'env' ? leaf.setting.spec.env : source === 'flag' ? leaf.setting.spec.flag!.split(' ')[0] : `default of ${leaf.key}`;
     const value = leaf.path.reduce<unknown>((node, p) => (isPlainObject(node) ? node[p] : undefined), raw);
     return `invalid ${name} ${String(value)}: ${issue.message}`;
   }
@@ -193,8 +194,8 @@ export function printConfig(raw: Raw): string {
     const name = leaf.path[leaf.path.length - 1]!;
     let value = sectionOf(raw, leaf.path)?.[name];
     if (value === undefined) continue;
-    const hide = leaf.setting.spec.secret;
-    if (hide && typeof value === 'string') value = hide(value);
+    const hide = leaf.setting.spec.secret as ((value: unknown) => unknown) | undefined;
+    if (hide && (typeof value === 'string' || Array.isArray(value))) value = hide(value);
     sectionOf(out, leaf.path)![name] = value;
   }
   return stringify(out);

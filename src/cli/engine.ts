@@ -8,6 +8,7 @@ import { Database, redact } from '../backends/sql/database.js';
 import { SqlRegistry } from '../backends/sql/registry.js';
 import { FsObjectStore } from '../backends/objects/fs-store.js';
 import type { ObjectStore } from '../backends/objects/object-store.js';
+import type { EventRouting } from '../core/events.js';
 import type { StorageObserver } from '../core/observer.js';
 
 export interface EngineOptions {
@@ -25,6 +26,8 @@ export interface EngineOptions {
   migrate: boolean;
   /** Told about transaction retries (metrics). */
   observer?: StorageObserver;
+  /** Which event sinks get which events of the changes this process makes. */
+  events?: EventRouting;
 }
 
 export interface Engine {
@@ -69,6 +72,7 @@ export async function openEngine(options: EngineOptions): Promise<Engine> {
     maxPageSize: 10_000,
     redirectSeconds: options.redirectMs ? Math.max(1, Math.round(options.redirectMs / 1000)) : undefined,
   });
+  if (options.events) registry.routeEvents(options.events);
   return {
     registry,
     database,

@@ -1,6 +1,7 @@
 /** The engine settings every command shares, so tools act on the same stores as `serve`. */
 import type { Config } from './settings.js';
 import type { EngineOptions } from './engine.js';
+import { eventRouting } from './event-sinks.js';
 
 export function engineFrom(config: Config, migrate: boolean): EngineOptions {
   return {
@@ -13,5 +14,6 @@ export function engineFrom(config: Config, migrate: boolean): EngineOptions {
     sqliteSync: config.database.sqlite_synchronous === 'normal' ? 'NORMAL' : 'FULL',
     redirectMs: config.storage.blob_redirect,
     migrate,
+    events: eventRouting(config),
   };
 }

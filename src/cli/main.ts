@@ -4,6 +4,7 @@ import { registerAuthCommands } from './auth.js';
 import { configFromOptions, loadConfig, printConfig, withSettings } from './config.js';
 import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
+import { registerEventCommands } from './events.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { serveConfigured } from './serve.js';
 import { registerTransferCommands } from './transfer.js';
@@ -14,7 +15,7 @@ const program = new Command('portfolio')
   .version(VERSION, '-V, --version', 'print the version')
   .showHelpAfterError();
 
-withSettings(program.command('serve').description('run the registry (SIGHUP re-reads the configuration: access policy, log level)'), 'engine', 'serve').action(
+withSettings(program.command('serve').description('run the registry (SIGHUP re-reads the configuration: access policy, log level, event sinks)'), 'engine', 'serve').action(
   async (_flags: unknown, command: Command) => {
     await serveConfigured(() => configFromOptions(command.opts()));
   },
@@ -50,6 +51,7 @@ withSettings(
 });
 
 registerMaintenanceCommands(program);
+registerEventCommands(program);
 registerAuthCommands(program);
 registerTransferCommands(program);
 

@@ -1,7 +1,7 @@
 /**
  * SIGHUP: build the configuration again (file, environment, flags) and apply what can change
- * without a restart — the access policy (re-read even when its file name is unchanged) and the log
- * level. Anything else that differs is logged as needing a restart. A configuration or policy that
+ * without a restart — the access policy (re-read even when its file name is unchanged), the log
+ * level and the event sinks. Anything else that differs is logged as needing a restart. A configuration or policy that
  * does not load leaves the running one in place, and the log says why.
  */
 import type { Logger } from 'pino';
@@ -15,6 +15,8 @@ export interface ReloadContext {
   load: () => LoadedConfig;
   logger: Logger;
   authorizer?: AccessControl;
+  /** Applies the event settings (sinks, the flag's webhook, pulls). */
+  applyEvents?: (config: Config) => Promise<void>;
 }
 
 export function watchReloads(context: ReloadContext): void {
@@ -54,7 +56,14 @@ async function reload(context: ReloadContext): Promise<void> {
     needRestart.push('auth.policy (access control is off)');
   }
   if (next.log.level !== context.running.log.level) logger.level = next.log.level;
-  context.running = { ...context.running, log: { ...context.running.log, level: next.log.level }, auth: { ...context.running.auth, policy: next.auth.policy } };
+  const eventsChanged = changed.some((key) => key.startsWith('events.'));
+  if (eventsChanged && context.applyEvents) await context.applyEvents(next);
+  context.running = {
+    ...context.running,
+    log: { ...context.running.log, level: next.log.level },
+    auth: { ...context.running.auth, policy: next.auth.policy },
+    events: { ...context.running.events, webhook: next.events.webhook, sinks: next.events.sinks, pulls: next.events.pulls },
+  };
   if (needRestart.length) logger.warn({ settings: needRestart }, 'changed settings take effect at the next restart');
   logger.info({ changed }, 'configuration reloaded');
 }

@@ -9,9 +9,11 @@ import { Health } from '../http/health.js';
 import type { LimitOptions } from '../http/limits.js';
 import { createMetricsServer, Metrics } from '../http/metrics.js';
 import { createRegistryServer } from '../http/server.js';
+import { Dispatcher } from '../backends/events/dispatcher.js';
 import { serveSecurity } from './auth.js';
 import type { LoadedConfig } from './config.js';
 import { openEngine, type EngineOptions } from './engine.js';
+import { eventRouting, sinkRunners } from './event-sinks.js';
 import { engineFrom } from './flags.js';
 import { limitsFrom } from './limits.js';
 import { createLogger, defaultLogFormat } from './log.js';
@@ -66,9 +68,22 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
   const security = await serveSecurity(options.config, options.logger);
   // The engine reports retries to the metrics; the metrics read storage counts from the engine
   // (only on a scrape, once both exist).
-  const metrics = new Metrics({ stats: () => engine.registry.stats() });
+  const metrics = new Metrics({ stats: () => engine.registry.stats(), backlog: () => engine.registry.eventBacklog() });
   const engine = await openEngine({ ...options, observer: metrics });
   const logger = options.logger;
+  // Events recorded by any replica go out from every replica that runs serve (see dispatcher.ts).
+  const dispatcher = new Dispatcher(
+    engine.registry,
+    { pollMs: options.config.events.poll_interval, retentionMs: options.config.events.retention },
+    metrics,
+    (sink, err) => logger.warn({ sink, err }, 'event delivery loop failed; retrying'),
+  );
+  const startSinks = async (config: Config) => {
+    const runners = sinkRunners(config);
+    metrics.setSinks(runners.map((r) => r.sink.name));
+    await dispatcher.run(runners);
+  };
+  await startSinks(options.config);
   const health = new Health(() => engine.registry.readiness());
   const server = createRegistryServer(engine.registry, {
     logger,
@@ -159,7 +174,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     };
     const onClosed = () => {
       metricsServer?.close();
-      gcRunning
+      Promise.all([gcRunning, dispatcher.stop()])
         .then(() => engine.registry.close())
         .then(() => {
           logger.info('stopped');
@@ -176,7 +191,13 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
-  if (reload) watchReloads({ running: options.config, load: reload, logger, authorizer: security.authorizer });
+  if (reload) {
+    const applyEvents = async (config: Config) => {
+      engine.registry.routeEvents(eventRouting(config));
+      await startSinks(config);
+    };
+    watchReloads({ running: options.config, load: reload, logger, authorizer: security.authorizer, applyEvents });
+  }
 }
 
 function describeAuth(authorizer: Authorizer | undefined): string {

@@ -9,21 +9,24 @@ import { parseDuration, parseLoginFailures, parseRate, parseSize } from './durat
 import { LOG_FORMATS } from './log.js';
 import { redact } from '../backends/sql/database.js';
 import { LIMIT_DEFAULTS } from '../http/limits.js';
+import { EVENT_ACTIONS } from '../core/events.js';
+import { RepositoryPattern } from '../core/patterns.js';
+import { EVENT_FORMATS } from '../backends/events/formats.js';
 
 /** Which commands take a setting as a flag (the file and environment apply to all of them). */
 export type Group = 'engine' | 'serve' | 'token' | 'user';
 
 interface Spec<V> {
-  /** The commander flag, e.g. `--addr <host:port>`. */
-  flag: string;
-  env: string;
+  /** The commander flag, e.g. `--addr <host:port>`; absent for settings only a file can express (lists). */
+  flag?: string;
+  env?: string;
   help: string;
   /** In the same form as a flag value, so `--help` and `config print` show it as typed. */
   default?: string;
   schema: z.ZodType<V, unknown>;
   on: readonly Group[];
   /** Printed redacted by `config print`; may be given as `{file: PATH}` or `{env: NAME}` in the file. */
-  secret?: (value: string) => string;
+  secret?: (value: never) => unknown;
   /** Applied by SIGHUP without a restart. */
   reloadable?: boolean;
 }
@@ -89,6 +92,64 @@ const secret = () =>
       }
       return found;
     });
+
+const flag = () =>
+  z
+    .union([z.boolean(), z.enum(['true', 'false', 'on', 'off'])], { error: 'expected true or false' })
+    .transform((v) => v === true || v === 'true' || v === 'on');
+
+/** One event sink of `events.sinks` (docs/events.md). */
+const sink = () =>
+  z
+    .strictObject({
+      name: text('a sink name').regex(/^[A-Za-z0-9._-]{1,64}$/, { message: 'use letters, digits, . _ - (at most 64)' }),
+      type: choice(['webhook', 'nats']),
+      url: secret(),
+      subject: text('a NATS subject').optional(),
+      format: choice(EVENT_FORMATS).optional(),
+      headers: z.record(z.string(), secret()).optional(),
+      user: text().optional(),
+      password: secret().optional(),
+      token: secret().optional(),
+      timeout: duration().optional(),
+      backoff: z.strictObject({ initial: duration().optional(), max: duration().optional() }).optional(),
+      max_attempts: count().optional(),
+      filter: z
+        .strictObject({
+          actions: z.array(choice(EVENT_ACTIONS)).optional(),
+          repositories: z
+            .array(text('a repository pattern'))
+            .optional()
+            .superRefine((patterns, ctx) => {
+              for (const p of patterns ?? []) {
+                try {
+                  new RepositoryPattern(p, 'filter');
+                } catch (err) {
+                  ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^filter: /, '') });
+                }
+              }
+            }),
+          media_types: z.array(text('a media type')).optional(),
+        })
+        .optional(),
+    })
+    .superRefine((s, ctx) => {
+      if (s.type === 'nats' && !s.subject) ctx.addIssue({ code: 'custom', path: ['subject'], message: 'a nats sink needs a subject' });
+      if (s.type === 'webhook' && !/^https?:\/\//.test(s.url)) ctx.addIssue({ code: 'custom', path: ['url'], message: 'a webhook url is http:// or https://' });
+      if (s.type === 'nats' && !/^(nats|tls):\/\//.test(s.url)) ctx.addIssue({ code: 'custom', path: ['url'], message: 'a nats url is nats://HOST:PORT' });
+    });
+export type SinkConfig = z.output<ReturnType<typeof sink>>;
+
+/** Sinks as `config print` shows them: header values, passwords, tokens and URL passwords hidden. */
+function redactSinks(sinks: Record<string, unknown>[]): unknown {
+  return sinks.map((s) => ({
+    ...s,
+    ...(typeof s.url === 'string' ? { url: redact(s.url) } : {}),
+    ...(s.headers && typeof s.headers === 'object' ? { headers: Object.fromEntries(Object.keys(s.headers).map((k) => [k, '***'])) } : {}),
+    ...(typeof s.password === 'string' ? { password: '***' } : {}),
+    ...(typeof s.token === 'string' ? { token: '***' } : {}),
+  }));
+}
 
 const ADDR = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/;
 const addr = () => text('HOST:PORT').refine((v) => ADDR.test(v) && Number(ADDR.exec(v)![3]) <= 65535, { message: 'use HOST:PORT' });
@@ -332,6 +393,57 @@ export const SETTINGS = {
       env: 'PORTFOLIO_LOG_FORMAT',
       help: 'text: one readable line per record; json: JSON lines (default: text on a terminal, else json)',
       schema: choice(LOG_FORMATS),
+      on: SERVE,
+    }),
+  },
+  events: {
+    webhook: setting({
+      flag: '--events-webhook <url>',
+      env: 'PORTFOLIO_EVENTS_WEBHOOK',
+      help: 'send events (all but pulls) to this URL in CNCF distribution’s envelope; re-read on SIGHUP',
+      schema: secret().refine((url) => /^https?:\/\//.test(url), { message: 'use an http:// or https:// URL' }),
+      secret: redact,
+      on: SERVE,
+      reloadable: true,
+    }),
+    sinks: setting({
+      help: 'event sinks: webhooks and NATS JetStream subjects with formats, filters and retries (docs/events.md); re-read on SIGHUP',
+      schema: z
+        .array(sink(), { error: 'expected a list of sinks' })
+        .superRefine((sinks, ctx) => {
+          const seen = new Set<string>();
+          sinks.forEach((s, i) => {
+            if (seen.has(s.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `sink name ${s.name} is used twice` });
+            seen.add(s.name);
+          });
+        }),
+      secret: redactSinks,
+      on: SERVE,
+      reloadable: true,
+    }),
+    pulls: setting({
+      flag: '--events-pulls <bool>',
+      env: 'PORTFOLIO_EVENTS_PULLS',
+      default: 'false',
+      help: 'record an event for every manifest pull (a database write per pull); re-read on SIGHUP',
+      schema: flag(),
+      on: SERVE,
+      reloadable: true,
+    }),
+    poll_interval: setting({
+      flag: '--events-poll-interval <duration>',
+      env: 'PORTFOLIO_EVENTS_POLL_INTERVAL',
+      default: '1s',
+      help: 'how often delivery looks for events recorded by other replicas or due for a retry',
+      schema: duration().refine((ms) => ms > 0, { message: 'must be positive' }),
+      on: SERVE,
+    }),
+    retention: setting({
+      flag: '--events-retention <duration>',
+      env: 'PORTFOLIO_EVENTS_RETENTION',
+      default: '7d',
+      help: 'delivered events are kept this long (for `portfolio events list`), then deleted',
+      schema: duration(),
       on: SERVE,
     }),
   },

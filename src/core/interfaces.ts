@@ -10,6 +10,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import type { Digest } from './digest.js';
+import type { EventOrigin } from './events.js';
 import type { Descriptor, ParsedManifest } from './manifest.js';
 import type { Reference, RepositoryName } from './names.js';
 
@@ -136,7 +137,8 @@ export interface CatalogFilter {
 }
 
 export interface Registry {
-  repository(name: RepositoryName): Repository;
+  /** A repository's stores; changes made through them record `origin` in their events. */
+  repository(name: RepositoryName, origin?: EventOrigin): Repository;
   /** Repository names in byte order; with a filter, only those it lets through (`n` counts those). */
   catalog(page: PageRequest, filter?: CatalogFilter): Promise<Page>;
   /** Deletes upload sessions past their expiry and reclaims their bytes; returns how many. */

@@ -2,6 +2,7 @@
  * Storage management a backend offers beside the distribution API: garbage collection,
  * integrity checks, accounting and repository removal. The CLI and the admin routes use it.
  */
+import type { EventOrigin } from './events.js';
 import type { RepositoryName } from './names.js';
 
 export interface GcOptions {
@@ -83,5 +84,5 @@ export interface Maintenance {
   fsck(options: FsckOptions): Promise<FsckReport>;
   usage(): Promise<Usage>;
   /** Removes a repository's manifests, tags, links and sessions; collection reclaims its bytes. */
-  deleteRepository(name: RepositoryName): Promise<boolean>;
+  deleteRepository(name: RepositoryName, origin?: EventOrigin): Promise<boolean>;
 }

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { EventOrigin } from '../core/events.js';
 import type { Registry } from '../core/interfaces.js';
 import type { Maintenance } from '../core/maintenance.js';
 import type { RepositoryName } from '../core/names.js';
@@ -23,6 +24,8 @@ export interface RequestContext {
   param: string;
   /** Whether the cross-repository mount the request asks for may be tried (decided by the access check). */
   mountAllowed: boolean;
+  /** Who asks and through which request, for the events of the changes it makes. */
+  origin: EventOrigin;
 }
 
 export type Handler = (ctx: RequestContext) => Promise<void>;

@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { SinkBacklog } from '../core/events.js';
 import type { GcReport } from '../core/maintenance.js';
 import type { StorageObserver, StorageStats } from '../core/observer.js';
 import { ADMIN_PREFIX } from './handlers/admin.js';
@@ -17,6 +18,8 @@ export interface MetricsOptions {
   /** Blob and upload counts for the storage gauges; queried at most once per `statsMaxAgeMs`. */
   stats?: () => Promise<StorageStats>;
   statsMaxAgeMs?: number;
+  /** Event queues per sink, for the event gauges; cached like the storage counts. */
+  backlog?: () => Promise<SinkBacklog[]>;
 }
 
 type Route = 'base' | 'blobs' | 'manifests' | 'uploads' | 'tags' | 'referrers' | 'catalog' | 'admin' | 'token' | 'health' | 'metrics' | 'other';
@@ -77,6 +80,11 @@ export class Metrics implements StorageObserver {
   /** By "route method status". */
   private readonly series = new Map<string, RequestSeries>();
   private statsCache: { at: number; value: Promise<StorageStats | null> } | undefined;
+  private backlogCache: { at: number; value: Promise<SinkBacklog[] | null> } | undefined;
+  private readonly eventDeliveries: Counter<'sink'>;
+  private readonly eventFailures: Counter<'sink'>;
+  /** The configured sinks: their gauges read 0 rather than vanish when their queue is empty. */
+  private sinks: string[] = [];
 
   constructor(private readonly options: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -127,6 +135,49 @@ export class Metrics implements StorageObserver {
       stat('portfolio_blob_bytes_stored', 'Bytes of the blobs stored, each blob counted once (refreshed at most every few seconds)', (s) => s.bytes);
       stat('portfolio_upload_sessions', 'Upload sessions in progress (refreshed at most every few seconds)', (s) => s.uploads);
     }
+    this.eventDeliveries = new Counter({ name: 'portfolio_event_deliveries_total', help: 'Events a sink took, by sink', labelNames: ['sink'], registers });
+    this.eventFailures = new Counter({ name: 'portfolio_event_delivery_failures_total', help: 'Failed attempts to deliver an event, by sink', labelNames: ['sink'], registers });
+    if (options.backlog) {
+      const cached = () => this.cachedBacklog();
+      const sinks = () => this.sinks;
+      const backlog = (name: string, help: string, pick: (b: SinkBacklog, now: number) => number) =>
+        new Gauge({
+          name,
+          help,
+          labelNames: ['sink'],
+          registers,
+          collect: async function (this: Gauge<'sink'>) {
+            const value = await cached();
+            if (!value) return;
+            this.reset();
+            const now = Date.now();
+            for (const sink of sinks()) this.labels(sink).set(0);
+            for (const b of value) this.labels(b.sink).set(pick(b, now));
+          },
+        });
+      backlog('portfolio_events_pending', 'Events waiting to be delivered, by sink (refreshed at most every few seconds)', (b) => b.pending);
+      backlog('portfolio_events_failed', 'Events parked after their last attempt failed, by sink (`portfolio events list --failed`)', (b) => b.failed);
+      backlog('portfolio_events_oldest_pending_age_seconds', 'Age of the oldest event waiting to be delivered, by sink (0: none)', (b, now) =>
+        b.oldestPendingAt === null ? 0 : Math.max(0, (now - b.oldestPendingAt) / 1000),
+      );
+    }
+  }
+
+  /** The sinks configured now (at start and on reload). */
+  setSinks(names: string[]): void {
+    this.sinks = names;
+    for (const sink of names) {
+      this.eventDeliveries.labels(sink).inc(0);
+      this.eventFailures.labels(sink).inc(0);
+    }
+  }
+
+  eventsDelivered(sink: string, count: number): void {
+    this.eventDeliveries.labels(sink).inc(count);
+  }
+
+  eventsFailed(sink: string, count: number): void {
+    this.eventFailures.labels(sink).inc(count);
   }
 
   /** Records one finished request. Called once per response, on its 'close'. */
@@ -177,6 +228,15 @@ export class Metrics implements StorageObserver {
     const body = Buffer.from(await this.registry.metrics());
     res.writeHead(200, { 'Content-Type': this.registry.contentType, 'Content-Length': String(body.length) });
     res.end(res.req.method === 'HEAD' ? undefined : body);
+  }
+
+  private cachedBacklog(): Promise<SinkBacklog[] | null> {
+    const maxAge = this.options.statsMaxAgeMs ?? DEFAULT_STATS_MAX_AGE_MS;
+    const now = Date.now();
+    if (!this.backlogCache || now - this.backlogCache.at >= maxAge) {
+      this.backlogCache = { at: now, value: this.options.backlog!().catch(() => null) };
+    }
+    return this.backlogCache.value;
   }
 
   /** Storage counts, queried at most once per max age however often Prometheus scrapes; null when the query failed. */

@@ -2,10 +2,13 @@
  * The distribution API over node:http. One entry point per request: route, run the handler,
  * and turn every failure into the spec's error envelope (never a crash, never a hung socket).
  */
+import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import { errors, RegistryError } from '../core/errors.js';
+import type { EventOrigin } from '../core/events.js';
 import type { Registry } from '../core/interfaces.js';
 import { parseRepositoryName } from '../core/names.js';
 import type { HttpOptions } from './context.js';
@@ -89,8 +92,8 @@ async function dispatch(registry: Registry, options: ServerOptions, req: Incomin
     return handleBase(req, res);
   }
   if (path.startsWith(ADMIN_PREFIX)) {
-    await options.authorizer?.authorize(req, { kind: 'admin' });
-    return handleAdmin(options, req, res, path);
+    const decision = options.authorizer ? await options.authorizer.authorize(req, { kind: 'admin' }) : FULL_ACCESS;
+    return handleAdmin(options, req, res, path, originOf(req, decision.actor));
   }
   if (options.authorizer?.serve && !path.startsWith('/v2/') && (await options.authorizer.serve(req, res, path, query))) return;
   if (!path.startsWith('/v2/')) throw errors.endpointUnknown();
@@ -104,7 +107,25 @@ async function dispatch(registry: Registry, options: ServerOptions, req: Incomin
   const name = parseRepositoryName(match.name);
   const need: Need = { kind: 'repository', name, action: match.action, ...(match.mountFrom !== undefined ? { mountFrom: match.mountFrom } : {}) };
   const decision = options.authorizer ? await options.authorizer.authorize(req, need) : FULL_ACCESS;
-  await match.handler({ req, res, registry, options, query, name, param: match.param, mountAllowed: decision.mountAllowed });
+  const origin = originOf(req, decision.actor);
+  await match.handler({ req, res, registry, options, query, name, param: match.param, mountAllowed: decision.mountAllowed, origin });
+}
+
+/** The request as events record it (distribution's `request` and `actor`). */
+function originOf(req: IncomingMessage, actor: string | undefined): EventOrigin {
+  const host = req.headers.host ?? '';
+  const scheme = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
+  return {
+    request: {
+      id: randomUUID(),
+      addr: `${req.socket.remoteAddress ?? ''}:${req.socket.remotePort ?? ''}`,
+      host,
+      method: req.method ?? '',
+      useragent: req.headers['user-agent'] ?? '',
+    },
+    ...(actor ? { actor } : {}),
+    ...(host ? { baseUrl: `${scheme}://${host}` } : {}),
+  };
 }
 
 /** Errors that mean the client went away mid-response: nothing failed on this side. */

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Digest } from '../../core/digest.js';
 import { ErrorCode, errors } from '../../core/errors.js';
+import type { EventOrigin } from '../../core/events.js';
 import type { BlobHandle, BlobInfo, BlobStore } from '../../core/interfaces.js';
 import type { RepositoryName } from '../../core/names.js';
 import { ensureRepositoryId, findRepositoryId, type Context } from './context.js';
@@ -15,6 +16,7 @@ export class SqlBlobStore implements BlobStore {
   constructor(
     private readonly ctx: Context,
     private readonly repository: RepositoryName,
+    private readonly origin?: EventOrigin,
   ) {}
 
   private lookup(exec: Executor, digest: Digest) {
@@ -57,7 +59,8 @@ export class SqlBlobStore implements BlobStore {
   }
 
   async delete(digest: Digest): Promise<void> {
-    await this.ctx.database.tx(async (trx) => {
+    const events = this.ctx.events;
+    const recorded = await this.ctx.database.tx(async (trx) => {
       const row = await this.lookup(trx, digest);
       if (!row) throw errors.blobUnknown(digest);
       const used = await trx
@@ -68,11 +71,15 @@ export class SqlBlobStore implements BlobStore {
         .executeTakeFirst();
       if (used) throw errors.conflict(ErrorCode.BLOB_REFERENCED, 'blob is referenced by a manifest in this repository', { digest });
       await trx.deleteFrom('repository_blobs').where('repository_id', '=', row.repository_id).where('blob_id', '=', row.id).execute();
+      return events.record(trx, this.repository, this.origin, [{ action: 'delete', target: { repository: this.repository, digest } }]);
     });
+    if (recorded) events.recorded();
   }
 
   async mount(digest: Digest, from: RepositoryName | null): Promise<BlobInfo | null> {
-    return this.ctx.database.tx(async (trx) => {
+    const events = this.ctx.events;
+    let recorded = false;
+    const mounted = await this.ctx.database.tx(async (trx) => {
       let source = trx.selectFrom('blobs as b').select(['b.id', 'b.size']).where('b.digest', '=', digest);
       if (from !== null) {
         const fromId = await findRepositoryId(trx, this.ctx.database.dialect, from);
@@ -85,8 +92,12 @@ export class SqlBlobStore implements BlobStore {
       if (!blob) return null;
       const repositoryId = await ensureRepositoryId(trx, this.ctx.database.dialect, this.repository);
       await linkBlob(trx, this.ctx.database.dialect, repositoryId, blob.id);
+      const target = { repository: this.repository, mediaType: 'application/octet-stream', digest, size: blob.size, ...(from !== null ? { fromRepository: from } : {}) };
+      recorded = await events.record(trx, this.repository, this.origin, [{ action: 'mount', target, kind: 'blobs' }]);
       return { digest, size: blob.size };
     });
+    if (recorded) events.recorded();
+    return mounted;
   }
 }
 

@@ -2,6 +2,7 @@
 import type { RepositoryName } from '../../core/names.js';
 import type { ObjectStore } from '../objects/object-store.js';
 import type { Database, Executor } from './database.js';
+import type { Outbox } from './events.js';
 import type { HashCache } from './hash-cache.js';
 import { prepare } from './prepared.js';
 import type { Dialect } from './schema.js';
@@ -28,6 +29,8 @@ export interface Context {
   options: SqlRegistryOptions;
   /** Running digests of uploads this process is writing (see hash-cache.ts). */
   hashes: HashCache;
+  /** Where changes record their events, in their own transaction. */
+  events: Outbox;
 }
 
 export async function findRepositoryId(exec: Executor, dialect: Dialect, name: RepositoryName): Promise<number | null> {

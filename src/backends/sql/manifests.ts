@@ -1,5 +1,6 @@
 import { digestAlgorithm, digestOf, type Digest } from '../../core/digest.js';
 import { ErrorCode, errors } from '../../core/errors.js';
+import type { EventOrigin } from '../../core/events.js';
 import type { ManifestInfo, ManifestStore, PutManifestResult, StoredManifest } from '../../core/interfaces.js';
 import type { Descriptor, ParsedManifest } from '../../core/manifest.js';
 import { referenceString, type Reference, type RepositoryName } from '../../core/names.js';
@@ -12,6 +13,7 @@ export class SqlManifestStore implements ManifestStore {
   constructor(
     private readonly ctx: Context,
     private readonly repository: RepositoryName,
+    private readonly origin?: EventOrigin,
   ) {}
 
   /** A manifest of this repository by digest or tag, through the matching pair of queries. */
@@ -27,13 +29,30 @@ export class SqlManifestStore implements ManifestStore {
 
   async get(reference: Reference): Promise<StoredManifest | null> {
     const row = await this.find(GET_BY_DIGEST, GET_BY_TAG, reference);
-    return row ? { digest: row.digest as Digest, mediaType: row.media_type, size: row.size, bytes: Buffer.from(row.content) } : null;
+    if (!row) return null;
+    if (this.ctx.events.recordsPulls) await this.recordPull(reference, row);
+    return { digest: row.digest as Digest, mediaType: row.media_type, size: row.size, bytes: Buffer.from(row.content) };
+  }
+
+  /** A pull event, when configured: a write of its own, since a read commits nothing. */
+  private async recordPull(reference: Reference, row: { digest: string; media_type: string; size: number }): Promise<void> {
+    const events = this.ctx.events;
+    const target = {
+      repository: this.repository,
+      mediaType: row.media_type,
+      digest: row.digest,
+      size: row.size,
+      ...(reference.kind === 'tag' ? { tag: reference.tag } : {}),
+    };
+    const recorded = await this.ctx.database.tx((trx) => events.record(trx, this.repository, this.origin, [{ action: 'pull', target, kind: 'manifests' }]));
+    if (recorded) events.recorded();
   }
 
   async put(reference: Reference, bytes: Buffer, manifest: ParsedManifest): Promise<PutManifestResult> {
     const digest = digestOf(bytes, reference.kind === 'digest' ? digestAlgorithm(reference.digest) : 'sha256');
     const { dialect, postgres: pg } = this.ctx.database;
-    await this.ctx.database.tx(async (trx) => {
+    const events = this.ctx.events;
+    const recorded = await this.ctx.database.tx(async (trx) => {
       const repositoryId = await ensureRepositoryId(trx, dialect, this.repository);
       const now = Date.now();
       // An existing manifest is refreshed (its untagged age restarts) and, on PostgreSQL,
@@ -78,7 +97,16 @@ export class SqlManifestStore implements ManifestStore {
       if (reference.kind === 'tag') {
         await SET_TAG.execute(trx, dialect, repositoryId, reference.tag, manifestId, now);
       }
+      const target = {
+        repository: this.repository,
+        mediaType: manifest.mediaType,
+        digest,
+        size: bytes.length,
+        ...(reference.kind === 'tag' ? { tag: reference.tag } : {}),
+      };
+      return events.record(trx, this.repository, this.origin, [{ action: 'push', target, kind: 'manifests' }]);
     });
+    if (recorded) events.recorded();
     return { digest, subject: manifest.subject };
   }
 
@@ -111,13 +139,14 @@ export class SqlManifestStore implements ManifestStore {
   }
 
   async delete(reference: Reference): Promise<void> {
-    await this.ctx.database.tx(async (trx) => {
+    const events = this.ctx.events;
+    const recorded = await this.ctx.database.tx(async (trx) => {
       const repository = await trx.selectFrom('repositories').select('id').where('name', '=', this.repository).executeTakeFirst();
       if (!repository) throw errors.manifestUnknown(referenceString(reference));
       if (reference.kind === 'tag') {
         const deleted = await trx.deleteFrom('tags').where('repository_id', '=', repository.id).where('name', '=', reference.tag).executeTakeFirst();
         if (deleted.numDeletedRows === 0n) throw errors.manifestUnknown(reference.tag);
-        return;
+        return events.record(trx, this.repository, this.origin, [{ action: 'delete', target: { repository: this.repository, tag: reference.tag } }]);
       }
       const manifest = await trx
         .selectFrom('manifests')
@@ -141,7 +170,9 @@ export class SqlManifestStore implements ManifestStore {
       }
       await trx.deleteFrom('tags').where('manifest_id', '=', manifest.id).execute();
       await trx.deleteFrom('manifests').where('id', '=', manifest.id).execute();
+      return events.record(trx, this.repository, this.origin, [{ action: 'delete', target: { repository: this.repository, digest: reference.digest } }]);
     });
+    if (recorded) events.recorded();
   }
 
   async referrers(subject: Digest, artifactType?: string): Promise<Descriptor[]> {

@@ -1,4 +1,5 @@
 /** The SQL backend: metadata in SQLite or PostgreSQL, bytes in an ObjectStore. */
+import type { ClaimedBatch, Delivery, DeliveryState, EventLog, EventOrigin, EventRouting, SinkBacklog } from '../../core/events.js';
 import type { CatalogFilter, Page, PageRequest, Registry, Repository } from '../../core/interfaces.js';
 import type { FsckOptions, FsckReport, GcOptions, GcReport, Maintenance, Usage } from '../../core/maintenance.js';
 import type { RepositoryName } from '../../core/names.js';
@@ -7,6 +8,7 @@ import type { ObjectStore } from '../objects/object-store.js';
 import { SqlBlobStore } from './blobs.js';
 import { findRepositoryId, pageLimit, pageOf, type Context, type SqlRegistryOptions } from './context.js';
 import type { Database } from './database.js';
+import { Outbox } from './events.js';
 import { fsck } from './fsck.js';
 import { HashCache } from './hash-cache.js';
 import { collectGarbage } from './gc.js';
@@ -17,20 +19,20 @@ import { SqlUploadStore } from './uploads.js';
 
 export type { SqlRegistryOptions } from './context.js';
 
-export class SqlRegistry implements Registry, Maintenance, Observable {
+export class SqlRegistry implements Registry, Maintenance, Observable, EventLog {
   private readonly ctx: Context;
 
   constructor(database: Database, objects: ObjectStore, options: SqlRegistryOptions) {
-    this.ctx = { database, objects, options, hashes: new HashCache(options.uploadTtlMs) };
+    this.ctx = { database, objects, options, hashes: new HashCache(options.uploadTtlMs), events: new Outbox(database) };
   }
 
-  repository(name: RepositoryName): Repository {
+  repository(name: RepositoryName, origin?: EventOrigin): Repository {
     const ctx = this.ctx;
     return {
       name,
-      blobs: new SqlBlobStore(ctx, name),
+      blobs: new SqlBlobStore(ctx, name, origin),
       uploads: new SqlUploadStore(ctx, name),
-      manifests: new SqlManifestStore(ctx, name),
+      manifests: new SqlManifestStore(ctx, name, origin),
       tags: async (page: PageRequest): Promise<Page | null> => {
         const db = ctx.database.db;
         const repositoryId = await findRepositoryId(db, ctx.database.dialect, name);
@@ -119,7 +121,9 @@ export class SqlRegistry implements Registry, Maintenance, Observable {
     return usage(this.ctx);
   }
 
-  async deleteRepository(name: RepositoryName): Promise<boolean> {
+  async deleteRepository(name: RepositoryName, origin?: EventOrigin): Promise<boolean> {
+    const events = this.ctx.events;
+    let recorded = false;
     const sessions = await this.ctx.database.tx(async (trx) => {
       const repository = await trx.selectFrom('repositories').select('id').where('name', '=', name).executeTakeFirst();
       if (!repository) return null;
@@ -135,14 +139,60 @@ export class SqlRegistry implements Registry, Maintenance, Observable {
       await trx.deleteFrom('repository_blobs').where('repository_id', '=', id).execute();
       await trx.deleteFrom('uploads').where('repository_id', '=', id).execute();
       await trx.deleteFrom('repositories').where('id', '=', id).execute();
+      recorded = await events.record(trx, name, origin, [{ action: 'delete', target: { repository: name } }]);
       return uploads;
     });
     if (!sessions) return false;
+    if (recorded) events.recorded();
     for (const u of sessions) {
       this.ctx.hashes.forget(u.id);
       await this.ctx.objects.abortUpload(u.object_key, u.store_state).catch(() => {});
     }
     return true;
+  }
+
+  routeEvents(routing: EventRouting): void {
+    this.ctx.events.route(routing);
+  }
+
+  claimEvents(sink: string, options: { streams: number; batch: number; leaseMs: number }): Promise<ClaimedBatch[]> {
+    return this.ctx.events.claim(sink, options);
+  }
+
+  eventsDelivered(sink: string, ids: string[]): Promise<void> {
+    return this.ctx.events.delivered(sink, ids);
+  }
+
+  eventsFailed(sink: string, ids: string[], error: string, retryAt: (attempts: number) => number | null): Promise<void> {
+    return this.ctx.events.failed(sink, ids, error, retryAt);
+  }
+
+  extendClaims(sink: string, headIds: string[], leaseMs: number): Promise<void> {
+    return this.ctx.events.extend(sink, headIds, leaseMs);
+  }
+
+  releaseEvents(sink: string, ids: string[]): Promise<void> {
+    return this.ctx.events.release(sink, ids);
+  }
+
+  listEvents(options: { state?: DeliveryState; sink?: string; limit: number }): Promise<Delivery[]> {
+    return this.ctx.events.list(options);
+  }
+
+  retryEvents(options: { sink?: string; ids?: string[] }): Promise<number> {
+    return this.ctx.events.retry(options);
+  }
+
+  pruneEvents(before: number): Promise<number> {
+    return this.ctx.events.prune(before);
+  }
+
+  eventBacklog(): Promise<SinkBacklog[]> {
+    return this.ctx.events.backlog();
+  }
+
+  onEventsRecorded(listener: () => void): void {
+    this.ctx.events.onRecorded(listener);
   }
 
   async close(): Promise<void> {

@@ -90,6 +90,31 @@ export interface LeasesTable {
   expires_at: number;
 }
 
+/** Per repository, the sequence number of its last event: events of one repository are delivered in this order. */
+export interface EventStreamsTable {
+  repository: string;
+  seq: number;
+}
+/** An event queued for one sink, written in the transaction of the change it describes. */
+export interface EventDeliveriesTable {
+  /** The event's id (a UUID), the same in every delivery attempt and at every sink. */
+  event_id: string;
+  sink: string;
+  repository: string;
+  seq: number;
+  /** The event as JSON (a RegistryEvent). */
+  payload: string;
+  /** 0 pending, 1 delivered, 2 failed (parked until retried). */
+  state: number;
+  attempts: number;
+  next_attempt_at: number;
+  /** A deliverer's lease on the repository's queue (set on its oldest pending event only). */
+  claimed_until: number;
+  last_error: string | null;
+  created_at: number;
+  delivered_at: number | null;
+}
+
 export interface Schema {
   repositories: RepositoriesTable;
   blobs: BlobsTable;
@@ -101,6 +126,8 @@ export interface Schema {
   uploads: UploadsTable;
   upload_chunks: UploadChunksTable;
   leases: LeasesTable;
+  event_streams: EventStreamsTable;
+  event_deliveries: EventDeliveriesTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -257,6 +284,35 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         // The expiry sweep and the orphan scan look sessions up by these.
         await db.schema.createIndex('uploads_expiry').on('uploads').column('expires_at').execute();
         await db.schema.createIndex('uploads_object_key').on('uploads').column('object_key').execute();
+      },
+    },
+    '0006_events': {
+      async up(db: Kysely<unknown>) {
+        // The outbox: an event's row per sink commits with its change; a sink's rows are its queue.
+        await db.schema
+          .createTable('event_streams')
+          .addColumn('repository', t.text, (c) => c.primaryKey())
+          .addColumn('seq', t.int, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('event_deliveries')
+          .addColumn('event_id', t.text, (c) => c.notNull())
+          .addColumn('sink', t.text, (c) => c.notNull())
+          .addColumn('repository', t.text, (c) => c.notNull())
+          .addColumn('seq', t.int, (c) => c.notNull())
+          .addColumn('payload', t.text, (c) => c.notNull())
+          .addColumn('state', t.int, (c) => c.notNull())
+          .addColumn('attempts', t.int, (c) => c.notNull())
+          .addColumn('next_attempt_at', t.int, (c) => c.notNull())
+          .addColumn('claimed_until', t.int, (c) => c.notNull())
+          .addColumn('last_error', t.text)
+          .addColumn('created_at', t.int, (c) => c.notNull())
+          .addColumn('delivered_at', t.int)
+          .addPrimaryKeyConstraint('event_deliveries_pk', ['event_id', 'sink'])
+          .execute();
+        // A sink's queue heads: its pending events per repository in sequence order.
+        await db.schema.createIndex('event_deliveries_queue').on('event_deliveries').columns(['sink', 'state', 'repository', 'seq']).execute();
+        await db.schema.createIndex('event_deliveries_done').on('event_deliveries').columns(['state', 'delivered_at']).execute();
       },
     },
   };

@@ -79,7 +79,8 @@ export class AccessControl implements Authorizer {
     const caller = await this.identify(req, need);
     const decision = this.decide(caller, need);
     if (decision === null) throw this.refusal(req, need, caller);
-    return decision;
+    const actor = caller.kind === 'user' ? caller.user : caller.kind === 'token' ? caller.token.subject : undefined;
+    return actor ? { ...decision, actor } : decision;
   }
 
   /** The one access decision: what `caller` gets for `need`, or null when it is refused. */

@@ -47,6 +47,8 @@ export interface Decision {
   mountAllowed: boolean;
   /** For the catalog: the names the caller may see; absent, every name. */
   catalog?: CatalogVisibility;
+  /** The authenticated user or token subject, for events; absent for anonymous callers. */
+  actor?: string;
 }
 
 /** The decision without access control: everything is allowed and visible. */

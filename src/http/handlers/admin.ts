@@ -4,6 +4,7 @@
  *   DELETE /_portfolio/repositories/<name>    delete a repository (collection reclaims its bytes)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { EventOrigin } from '../../core/events.js';
 import { errors } from '../../core/errors.js';
 import { parseRepositoryName } from '../../core/names.js';
 import type { HttpOptions } from '../context.js';
@@ -11,7 +12,7 @@ import { sendEmpty, sendJson } from '../respond.js';
 
 export const ADMIN_PREFIX = '/_portfolio/';
 
-export async function handleAdmin(options: HttpOptions, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+export async function handleAdmin(options: HttpOptions, req: IncomingMessage, res: ServerResponse, path: string, origin: EventOrigin): Promise<void> {
   const maintenance = options.maintenance;
   if (!maintenance) throw errors.endpointUnknown();
   const rest = path.slice(ADMIN_PREFIX.length);
@@ -22,7 +23,7 @@ export async function handleAdmin(options: HttpOptions, req: IncomingMessage, re
   if (rest.startsWith('repositories/')) {
     if (req.method !== 'DELETE') throw errors.unsupported(`method ${req.method} is not allowed`);
     const name = parseRepositoryName(rest.slice('repositories/'.length));
-    if (!(await maintenance.deleteRepository(name))) throw errors.nameUnknown(name);
+    if (!(await maintenance.deleteRepository(name, origin))) throw errors.nameUnknown(name);
     return sendEmpty(res, 202);
   }
   throw errors.endpointUnknown();

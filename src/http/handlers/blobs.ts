@@ -17,9 +17,9 @@ function blobDigest(param: string): Digest {
 }
 
 /** `GET|HEAD /v2/<name>/blobs/<digest>`, with single byte ranges. */
-async function getBlob({ registry, name, param, req, res }: RequestContext): Promise<void> {
+async function getBlob({ registry, name, origin, param, req, res }: RequestContext): Promise<void> {
   const digest = blobDigest(param);
-  const blobs = registry.repository(name).blobs;
+  const blobs = registry.repository(name, origin).blobs;
   const head = req.method === 'HEAD';
   const handle = head ? null : await blobs.open(digest);
   const info = head ? await blobs.stat(digest) : handle?.info;
@@ -58,8 +58,8 @@ async function getBlob({ registry, name, param, req, res }: RequestContext): Pro
 }
 
 /** `DELETE /v2/<name>/blobs/<digest>`: unlinks the blob from the repository. */
-async function deleteBlob({ registry, name, param, res }: RequestContext): Promise<void> {
-  await registry.repository(name).blobs.delete(blobDigest(param));
+async function deleteBlob({ registry, name, origin, param, res }: RequestContext): Promise<void> {
+  await registry.repository(name, origin).blobs.delete(blobDigest(param));
   sendEmpty(res, 202);
 }
 

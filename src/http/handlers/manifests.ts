@@ -8,9 +8,9 @@ import { readBody } from '../request.js';
 import { sendEmpty } from '../respond.js';
 
 /** `GET|HEAD /v2/<name>/manifests/<reference>`: verbatim bytes with the pushed media type. */
-async function getManifest({ registry, name, param, req, res }: RequestContext): Promise<void> {
+async function getManifest({ registry, name, origin, param, req, res }: RequestContext): Promise<void> {
   const reference = parseReference(param);
-  const manifests = registry.repository(name).manifests;
+  const manifests = registry.repository(name, origin).manifests;
   const head = req.method === 'HEAD';
   const found = head ? await manifests.head(reference) : await manifests.get(reference);
   if (!found) throw errors.manifestUnknown(param);
@@ -40,14 +40,14 @@ function matchesEtag(header: string | undefined, etag: string): boolean {
 }
 
 /** `PUT /v2/<name>/manifests/<reference>`: validate, check references, store, tag. */
-async function putManifest({ registry, name, param, req, res }: RequestContext): Promise<void> {
+async function putManifest({ registry, name, origin, param, req, res }: RequestContext): Promise<void> {
   const reference = parseReference(param);
   const bytes = await readBody(req, MAX_MANIFEST_BYTES, 'manifest');
   if (reference.kind === 'digest' && digestOf(bytes, digestAlgorithm(reference.digest)) !== reference.digest) {
     throw errors.digestInvalid('manifest digest does not match the reference', { reference: reference.digest });
   }
   const manifest = parseManifest(bytes, req.headers['content-type']);
-  const result = await registry.repository(name).manifests.put(reference, bytes, manifest);
+  const result = await registry.repository(name, origin).manifests.put(reference, bytes, manifest);
   const headers: Record<string, string> = {
     Location: `/v2/${name}/manifests/${result.digest}`,
     'Docker-Content-Digest': result.digest,
@@ -57,8 +57,8 @@ async function putManifest({ registry, name, param, req, res }: RequestContext):
 }
 
 /** `DELETE /v2/<name>/manifests/<reference>`: a tag, or a manifest with its tags. */
-async function deleteManifest({ registry, name, param, res }: RequestContext): Promise<void> {
-  await registry.repository(name).manifests.delete(parseReference(param));
+async function deleteManifest({ registry, name, origin, param, res }: RequestContext): Promise<void> {
+  await registry.repository(name, origin).manifests.delete(parseReference(param));
   sendEmpty(res, 202);
 }
 

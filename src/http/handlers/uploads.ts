@@ -35,8 +35,8 @@ function chunkOptions(ctx: RequestContext): AppendOptions {
 
 /** `POST /v2/<name>/blobs/uploads/`: start a session, upload in one request (`?digest=`), or mount. */
 async function startUpload(ctx: RequestContext): Promise<void> {
-  const { registry, name, query, res, options } = ctx;
-  const repository = registry.repository(name);
+  const { registry, name, query, res, options, origin } = ctx;
+  const repository = registry.repository(name, origin);
   const mount = query.get('mount');
   if (mount !== null) {
     const digest = parseDigest(mount);
@@ -77,13 +77,13 @@ function validName(value: string): RepositoryName | undefined {
 
 /** `GET /v2/<name>/blobs/uploads/<id>`: the session's progress. */
 async function uploadStatus(ctx: RequestContext): Promise<void> {
-  const state = await ctx.registry.repository(ctx.name).uploads.get(ctx.param);
+  const state = await ctx.registry.repository(ctx.name, ctx.origin).uploads.get(ctx.param);
   sendEmpty(ctx.res, 204, sessionHeaders(state));
 }
 
 /** `PATCH /v2/<name>/blobs/uploads/<id>`: append a chunk (ranged, or streamed without a length). */
 async function appendChunk(ctx: RequestContext): Promise<void> {
-  const state = await ctx.registry.repository(ctx.name).uploads.append(ctx.param, ctx.req, chunkOptions(ctx));
+  const state = await ctx.registry.repository(ctx.name, ctx.origin).uploads.append(ctx.param, ctx.req, chunkOptions(ctx));
   sendEmpty(ctx.res, 202, sessionHeaders(state));
 }
 
@@ -92,14 +92,14 @@ async function completeUpload(ctx: RequestContext): Promise<void> {
   const digestParam = ctx.query.get('digest');
   if (digestParam === null) throw errors.digestInvalid('the digest query parameter is required');
   const digest = parseDigest(digestParam);
-  const uploads = ctx.registry.repository(ctx.name).uploads;
+  const uploads = ctx.registry.repository(ctx.name, ctx.origin).uploads;
   await uploads.complete(ctx.param, digest, hasBody(ctx.req) ? ctx.req : null, chunkOptions(ctx));
   blobCreated(ctx, digest);
 }
 
 /** `DELETE /v2/<name>/blobs/uploads/<id>`: abandon the session and its bytes. */
 async function cancelUpload(ctx: RequestContext): Promise<void> {
-  await ctx.registry.repository(ctx.name).uploads.cancel(ctx.param);
+  await ctx.registry.repository(ctx.name, ctx.origin).uploads.cancel(ctx.param);
   sendEmpty(ctx.res, 204);
 }
 
