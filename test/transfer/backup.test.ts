@@ -149,6 +149,26 @@ describe('backup while serving, restore into either engine', () => {
     assert.equal((await pushImage(source.url, 'backup/extra', img, 'v1')).status, 201);
     const payload = randomBytes(300);
     const pgUrl = engineFlag(source.engineArgs, '--database-url');
+    const sourceTables = async (): Promise<string[]> => {
+      if (pgUrl) {
+        const client = new pg.Client({ connectionString: pgUrl });
+        await client.connect();
+        try {
+          const r = await client.query<{ table_name: string }>(
+            `select table_name from information_schema.tables where table_schema = current_schema() and table_type = 'BASE TABLE' and table_name not like 'kysely_%'`,
+          );
+          return r.rows.map((row) => row.table_name);
+        } finally {
+          await client.end();
+        }
+      }
+      const db = new SqliteDatabase(join(source.dataDir, 'metadata.db'), { readonly: true });
+      try {
+        return db.prepare(`select name from sqlite_master where type = 'table' and name not like 'sqlite_%' and name not like 'kysely_%'`).pluck().all() as string[];
+      } finally {
+        db.close();
+      }
+    };
     if (pgUrl) {
       const client = new pg.Client({ connectionString: pgUrl });
       await client.connect();
@@ -169,6 +189,9 @@ describe('backup while serving, restore into either engine', () => {
     assert.equal(backup.code, 0, backup.stderr);
     const manifest = JSON.parse(await readFile(join(work, 'extra', 'backup.json'), 'utf8')) as { tables: { name: string; rows: number }[] };
     assert.deepEqual(manifest.tables.find((t) => t.name === 'extra_things')?.rows, 1);
+    // Every table of the database is in it (the event outbox's too), whatever the code knows of.
+    assert.deepEqual(manifest.tables.map((t) => t.name).sort(), (await sourceTables()).sort());
+    assert.ok(manifest.tables.some((t) => t.name === 'event_deliveries'));
     // The names come after the tables they refer to.
     const names = manifest.tables.map((t) => t.name);
     assert.ok(names.indexOf('repositories') < names.indexOf('extra_things'));
