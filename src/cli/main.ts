@@ -8,6 +8,7 @@ import { engineFrom } from './flags.js';
 import { registerEventCommands } from './events.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { serveConfigured } from './serve.js';
+import { registerTransferCommands } from './transfer.js';
 import { VERSION } from './version.js';
 
 const program = new Command('portfolio')
@@ -55,6 +56,7 @@ registerMaintenanceCommands(program);
 registerEventCommands(program);
 registerAuthCommands(program);
 registerCacheCommands(program);
+registerTransferCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   // Start-up failures (bad URL, unreachable database, missing bucket, a wrong setting) are one readable line.
