@@ -1,12 +1,14 @@
 /** The `portfolio` command line. */
 import { Command } from 'commander';
 import { registerAuthCommands } from './auth.js';
+import { registerCacheCommands } from './cache.js';
 import { configFromOptions, loadConfig, printConfig, withSettings } from './config.js';
 import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
 import { registerEventCommands } from './events.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { serveConfigured } from './serve.js';
+import { registerTransferCommands } from './transfer.js';
 import { VERSION } from './version.js';
 
 const program = new Command('portfolio')
@@ -45,6 +47,7 @@ withSettings(
   'serve',
   'token',
   'user',
+  'cache',
 ).action((_flags: unknown, command: Command) => {
   process.stdout.write(printConfig(configFromOptions(command.opts()).raw));
 });
@@ -52,6 +55,8 @@ withSettings(
 registerMaintenanceCommands(program);
 registerEventCommands(program);
 registerAuthCommands(program);
+registerCacheCommands(program);
+registerTransferCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   // Start-up failures (bad URL, unreachable database, missing bucket, a wrong setting) are one readable line.

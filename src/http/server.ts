@@ -40,6 +40,11 @@ export interface ServerOptions extends HttpOptions {
   api?: ApiOptions;
   /** The web interface's files at `/ui/`; absent: not served. */
   ui?: UiAssets;
+  /**
+   * Mirror requests (containerd's `?ns=HOST`): the repository prefix of the cached upstream for
+   * HOST, put before the name as sent; undefined: the request is served as if `ns` were absent.
+   */
+  mirror?: (ns: string) => string | undefined;
 }
 
 export function createRegistryServer(registry: Registry, options: ServerOptions): Server {
@@ -114,7 +119,9 @@ async function dispatch(registry: Registry, options: ServerOptions, req: Incomin
     return handleCatalog(registry, res, query, decision.catalog);
   }
   const match = route(method, rest, query);
-  const name = parseRepositoryName(match.name);
+  const ns = options.mirror && query.get('ns');
+  const prefix = ns ? options.mirror!(ns) : undefined;
+  const name = parseRepositoryName(prefix ? `${prefix}/${match.name}` : match.name);
   const need: Need = { kind: 'repository', name, action: match.action, ...(match.mountFrom !== undefined ? { mountFrom: match.mountFrom } : {}) };
   const decision = options.authorizer ? await options.authorizer.authorize(req, need) : FULL_ACCESS;
   const origin = originOf(req, decision.actor);

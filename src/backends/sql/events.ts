@@ -55,9 +55,9 @@ export class Outbox {
     };
   }
 
-  /** Whether pulls are recorded at all (so a GET does not pay for an empty check). */
+  /** Whether pulls are recorded at all, so a GET does not open a write transaction that records nothing. */
   get recordsPulls(): boolean {
-    return this.routing.pulls && this.routing.selectors.length > 0;
+    return this.routing.pulls && this.routing.selectors.some((s) => s.selector.takesAction('pull'));
   }
 
   onRecorded(listener: () => void): void {
