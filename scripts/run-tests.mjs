@@ -51,7 +51,7 @@ for (const engine of wanted) {
   const suite = all.filter((f) => engine === 'sqlite-fs' || !engineFree(f));
   if (engine !== 'sqlite-fs') {
     // Client and benchmark-style suites add no coverage of the engine beyond the HTTP suite.
-    for (let i = suite.length - 1; i >= 0; i--) if (/\/client\//.test(suite[i])) suite.splice(i, 1);
+    for (let i = suite.length - 1; i >= 0; i--) if (/\/(client|browser)\//.test(suite[i])) suite.splice(i, 1);
   }
   if (engine === 'pg-s3') for (let i = suite.length - 1; i >= 0; i--) if (metadataOnly(suite[i])) suite.splice(i, 1);
   console.log(`\n=== engine ${engine}: ${suite.length} test files ===`);

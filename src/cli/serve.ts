@@ -21,6 +21,7 @@ import { limitsFrom } from './limits.js';
 import { createLogger, defaultLogFormat } from './log.js';
 import { watchReloads } from './reload.js';
 import type { Config } from './settings.js';
+import { uiFrom } from './ui.js';
 import { VERSION } from './version.js';
 
 export interface ServeOptions extends EngineOptions {
@@ -101,6 +102,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     health,
     metrics,
     serveMetrics: !metricsAt,
+    ...uiFrom(options.config, engine.registry, logger),
     ...(proxy ? { mirror: (ns: string) => proxy.mirrorPrefix(ns) } : {}),
     ...security,
   });

@@ -468,6 +468,24 @@ export const SETTINGS = {
       on: SERVE,
     }),
   },
+  ui: {
+    enabled: setting({
+      flag: '--ui <on|off>',
+      env: 'PORTFOLIO_UI',
+      default: 'on',
+      help: 'serve the web interface at /ui/ and its JSON API at /_portfolio/api/v1/',
+      schema: flag(),
+      on: SERVE,
+    }),
+    session_ttl: setting({
+      flag: '--ui-session-ttl <duration>',
+      env: 'PORTFOLIO_UI_SESSION_TTL',
+      default: '12h',
+      help: 'how long a login to the web interface lasts',
+      schema: duration().refine((ms) => ms > 0, { message: 'must be positive' }),
+      on: SERVE,
+    }),
+  },
   metrics: {
     addr: setting({
       flag: '--metrics-addr <host:port>',

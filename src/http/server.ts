@@ -19,6 +19,8 @@ import { handleBase, handleCatalog } from './handlers/base.js';
 import { HEALTH_PATHS, type Health } from './health.js';
 import { METRICS_PATH, type Metrics } from './metrics.js';
 import { route } from './router.js';
+import { API_PREFIX, handleApi, type ApiOptions } from './api/api.js';
+import { UI_PREFIX, type UiAssets } from './ui.js';
 import { API_VERSION, API_VERSION_HEADER, internalError, sendError } from './respond.js';
 
 export interface ServerOptions extends HttpOptions {
@@ -34,6 +36,10 @@ export interface ServerOptions extends HttpOptions {
   metrics?: Metrics;
   /** …and served at /metrics (admin rights when auth is on) when this is true, not when they have a listener of their own. */
   serveMetrics?: boolean;
+  /** The web interface's JSON API at `/_portfolio/api/v1/`; absent: not served. */
+  api?: ApiOptions;
+  /** The web interface's files at `/ui/`; absent: not served. */
+  ui?: UiAssets;
   /**
    * Mirror requests (containerd's `?ns=HOST`): the repository prefix of the cached upstream for
    * HOST, put before the name as sent; undefined: the request is served as if `ns` were absent.
@@ -96,6 +102,10 @@ async function dispatch(registry: Registry, options: ServerOptions, req: Incomin
     await options.authorizer?.authorize(req, { kind: 'login' });
     return handleBase(req, res);
   }
+  if (options.api && path.startsWith(API_PREFIX)) {
+    return handleApi(registry, options.api, options.maintenance, options.authorizer, req, res, path, query, (actor) => originOf(req, actor));
+  }
+  if (options.ui && (path === '/ui' || path.startsWith(UI_PREFIX))) return options.ui.serve(req, res, path);
   if (path.startsWith(ADMIN_PREFIX)) {
     const decision = options.authorizer ? await options.authorizer.authorize(req, { kind: 'admin' }) : FULL_ACCESS;
     return handleAdmin(options, req, res, path, originOf(req, decision.actor));

@@ -17,15 +17,20 @@ import { collectGarbage } from './gc.js';
 import { SqlManifestStore } from './manifests.js';
 import { readiness, stats } from './observe.js';
 import { usage } from './usage.js';
+import { SqlBrowse } from './browse.js';
+import type { Browse } from '../../core/browse.js';
 import { SqlUploadStore } from './uploads.js';
 
 export type { SqlRegistryOptions } from './context.js';
 
 export class SqlRegistry implements Registry, Maintenance, Observable, EventLog, CacheLedger {
   private readonly ctx: Context;
+  /** The read queries of the web interface's API. */
+  readonly browse: Browse;
 
   constructor(database: Database, objects: ObjectStore, options: SqlRegistryOptions) {
     this.ctx = { database, objects, options, hashes: new HashCache(options.uploadTtlMs), events: new Outbox(database) };
+    this.browse = new SqlBrowse(this.ctx);
   }
 
   repository(name: RepositoryName, origin?: EventOrigin): Repository {

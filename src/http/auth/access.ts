@@ -83,6 +83,11 @@ export class AccessControl implements Authorizer {
     return actor ? { ...decision, actor } : decision;
   }
 
+  decideFor(user: string | null, need: Need): Decision | null {
+    const decision = this.decide(user === null ? ANONYMOUS : { kind: 'user', user }, need);
+    return decision && user !== null ? { ...decision, actor: user } : decision;
+  }
+
   /** The one access decision: what `caller` gets for `need`, or null when it is refused. */
   private decide(caller: Caller, need: Need): Decision | null {
     const { policy } = this.options;

@@ -62,6 +62,10 @@ export interface Authorizer {
    * for a path it does not own.
    */
   serve?(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<boolean>;
+  /** Checks a user's password (throttled like Basic logins); for the web interface's login form. */
+  checkPassword?(req: IncomingMessage, user: string, password: string): Promise<boolean>;
+  /** The decision for a user whose login a session vouches for (null: anonymous); null when refused. */
+  decideFor?(user: string | null, need: Need): Decision | null;
 }
 
 /** A RegistryError that carries response headers (`WWW-Authenticate`, `Retry-After`). */
