@@ -2,14 +2,19 @@
 // Builds the web interface (ui/) into dist/ui: one script and one stylesheet, named by the hash
 // of their content (served with a year's cache lifetime), and index.html that names them.
 // Type-checks the sources first. Prints the gzip size of what a first page load transfers.
+// --if-stale (npm start): does nothing when dist/ui is newer than every file of ui/.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 
 const root = new URL('..', import.meta.url).pathname;
 const out = join(root, 'dist/ui');
+if (process.argv.includes('--if-stale') && existsSync(join(out, 'index.html'))) {
+  const newest = (dir) => Math.max(...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs)));
+  if (statSync(join(out, 'index.html')).mtimeMs >= newest(join(root, 'ui'))) process.exit(0);
+}
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'ui/tsconfig.json')], { stdio: 'inherit' });
 rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, 'assets'), { recursive: true });

@@ -1,6 +1,6 @@
 /**
- * `npm start` compiles only when a source changed: its build step (the part of the `start`
- * script before `&&`) asks the compiler, which answers "up to date" for a current build and
+ * `npm start` compiles only when a source changed: its build step (the `tsc -b` part of the
+ * `start` script) asks the compiler, which answers "up to date" for a current build and
  * rebuilds after any change. Run after `npm run build`, as `npm test` does.
  */
 import assert from 'node:assert/strict';
@@ -13,8 +13,9 @@ import { ROOT } from '../helpers/registry.js';
 
 async function buildStep(): Promise<string> {
   const { scripts } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-  const [build, run] = scripts.start!.split(' && ');
-  assert.ok(build && run?.includes('bin/portfolio.js serve'), `start script: ${scripts.start}`);
+  const steps = scripts.start!.split(' && ');
+  const build = steps.find((step) => step.startsWith('tsc -b'));
+  assert.ok(build && steps.at(-1)?.includes('bin/portfolio.js serve'), `start script: ${scripts.start}`);
   return build;
 }
 
