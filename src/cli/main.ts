@@ -6,6 +6,7 @@ import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
 import { registerEventCommands } from './events.js';
 import { registerMaintenanceCommands } from './maintenance.js';
+import { registerPolicyCommands } from './policies.js';
 import { serveConfigured } from './serve.js';
 import { VERSION } from './version.js';
 
@@ -51,6 +52,7 @@ withSettings(
 
 registerMaintenanceCommands(program);
 registerEventCommands(program);
+registerPolicyCommands(program);
 registerAuthCommands(program);
 
 program.parseAsync().catch((err: unknown) => {

@@ -18,6 +18,7 @@ import { engineFrom } from './flags.js';
 import { limitsFrom } from './limits.js';
 import { createLogger, defaultLogFormat } from './log.js';
 import { watchReloads } from './reload.js';
+import { applyConfigPolicies } from './policies.js';
 import type { Config } from './settings.js';
 import { VERSION } from './version.js';
 
@@ -84,11 +85,13 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     await dispatcher.run(runners);
   };
   await startSinks(options.config);
+  await applyConfigPolicies(engine.registry.policies, options.config, logger);
   const health = new Health(() => engine.registry.readiness());
   const server = createRegistryServer(engine.registry, {
     logger,
     tls,
     maintenance: engine.registry,
+    policies: engine.registry.policies,
     chunkMinLength: engine.objects.minChunkBytes,
     limits: options.limits,
     health,
@@ -196,7 +199,8 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
       engine.registry.routeEvents(eventRouting(config));
       await startSinks(config);
     };
-    watchReloads({ running: options.config, load: reload, logger, authorizer: security.authorizer, applyEvents });
+    const applyPolicies = (config: Config) => applyConfigPolicies(engine.registry.policies, config, logger);
+    watchReloads({ running: options.config, load: reload, logger, authorizer: security.authorizer, applyEvents, applyPolicies });
   }
 }
 

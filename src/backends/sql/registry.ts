@@ -14,6 +14,7 @@ import { HashCache } from './hash-cache.js';
 import { collectGarbage } from './gc.js';
 import { SqlManifestStore } from './manifests.js';
 import { readiness, stats } from './observe.js';
+import { SqlPolicies } from './policies.js';
 import { usage } from './usage.js';
 import { SqlUploadStore } from './uploads.js';
 
@@ -21,9 +22,12 @@ export type { SqlRegistryOptions } from './context.js';
 
 export class SqlRegistry implements Registry, Maintenance, Observable, EventLog {
   private readonly ctx: Context;
+  /** Quotas and immutable tags (docs/policies.md). */
+  readonly policies: SqlPolicies;
 
   constructor(database: Database, objects: ObjectStore, options: SqlRegistryOptions) {
     this.ctx = { database, objects, options, hashes: new HashCache(options.uploadTtlMs), events: new Outbox(database) };
+    this.policies = new SqlPolicies(this.ctx);
   }
 
   repository(name: RepositoryName, origin?: EventOrigin): Repository {

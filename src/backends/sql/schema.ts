@@ -115,6 +115,18 @@ export interface EventDeliveriesTable {
   delivered_at: number | null;
 }
 
+/** A quota or immutable-tag rule (src/core/policies.ts), from the configuration file or the admin API. */
+export interface PoliciesTable {
+  /** `quota:SCOPE` or `immutable:REPOSITORIES:TAGS`: one rule per scope. */
+  id: string;
+  kind: string;
+  /** The rule as JSON (a PolicyRule). */
+  rule: string;
+  /** `config` (the file owns it) or `api`. */
+  source: string;
+  updated_at: number;
+}
+
 export interface Schema {
   repositories: RepositoriesTable;
   blobs: BlobsTable;
@@ -128,6 +140,7 @@ export interface Schema {
   leases: LeasesTable;
   event_streams: EventStreamsTable;
   event_deliveries: EventDeliveriesTable;
+  policies: PoliciesTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -313,6 +326,19 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         // A sink's queue heads: its pending events per repository in sequence order.
         await db.schema.createIndex('event_deliveries_queue').on('event_deliveries').columns(['sink', 'state', 'repository', 'seq']).execute();
         await db.schema.createIndex('event_deliveries_done').on('event_deliveries').columns(['state', 'delivered_at']).execute();
+      },
+    },
+    '0008_policies': {
+      async up(db: Kysely<unknown>) {
+        // Few rows, read inside the transactions they govern; a quota's row is also its scope's lock.
+        await db.schema
+          .createTable('policies')
+          .addColumn('id', t.text, (c) => c.primaryKey())
+          .addColumn('kind', t.text, (c) => c.notNull())
+          .addColumn('rule', t.text, (c) => c.notNull())
+          .addColumn('source', t.text, (c) => c.notNull())
+          .addColumn('updated_at', t.int, (c) => c.notNull())
+          .execute();
       },
     },
   };
