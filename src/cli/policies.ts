@@ -4,7 +4,8 @@
  */
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
-import { humanBytes, parsePolicyRule, type PolicyAdmin, type PolicyRule, type QuotaUsage, type StoredPolicy } from '../core/policies.js';
+import { humanBytes, parsePolicyRule, type PolicyAdmin, type PolicyRule, type QuotaUsage, type RetentionReport, type StoredPolicy } from '../core/policies.js';
+import type { SqlRegistry } from '../backends/sql/registry.js';
 import { configFromOptions, withSettings } from './config.js';
 import { openEngine, type Engine } from './engine.js';
 import { engineFrom } from './flags.js';
@@ -12,13 +13,37 @@ import type { Config } from './settings.js';
 
 /** The rules the configuration file declares, in file order. */
 export function configPolicies(config: Config): PolicyRule[] {
-  return [...(config.policies.quotas ?? []), ...(config.policies.immutableTags ?? [])];
+  return [...(config.policies.quotas ?? []), ...(config.policies.immutableTags ?? []), ...(config.policies.retention ?? [])];
 }
 
 /** Makes the database's `config` rules those of the file; logs what changed. */
 export async function applyConfigPolicies(admin: PolicyAdmin, config: Config, logger: Logger): Promise<void> {
   const { added, removed } = await admin.applyConfigPolicies(configPolicies(config));
   if (added || removed) logger.info({ added, removed }, 'policies from the configuration file applied');
+}
+
+/** Retention before each collection pass (the same schedule, under the same lease), so collection reclaims what it deleted. */
+export async function runScheduledRetention(registry: SqlRegistry, logger: Logger): Promise<void> {
+  try {
+    const report = await registry.retention();
+    if (report.deletions.length || report.failed.length) {
+      logger.info({ deleted: report.deletions.length - report.failed.length, failed: report.failed }, 'retention deleted tags and manifests');
+    }
+  } catch (err) {
+    logger.error({ err }, 'retention failed');
+  }
+}
+
+export function formatRetention(report: RetentionReport, dryRun: boolean): string {
+  if (!report.ran) return 'another process is collecting garbage or applying retention; nothing done';
+  const failed = new Set(report.failed.map((f) => f.deletion));
+  const lines = report.deletions.map(
+    (d) =>
+      `${failed.has(d) ? 'FAILED ' : dryRun ? 'would delete ' : 'deleted '}${d.tag ? `tag ${d.repository}:${d.tag}` : `manifest ${d.repository}@${d.digest}`}  [${d.rule}] ${d.reason}`,
+  );
+  for (const f of report.failed) lines.push(`  ${f.deletion.repository} ${f.deletion.tag ?? f.deletion.digest}: ${f.error}`);
+  lines.push(`${report.deletions.length - report.failed.length} deletions${dryRun ? ' planned' : ''}${report.failed.length ? `, ${report.failed.length} failed` : ''}`);
+  return lines.join('\n');
 }
 
 async function withEngine<T>(config: Config, work: (engine: Engine) => Promise<T>): Promise<T> {
@@ -42,11 +67,31 @@ export function formatQuotas(quotas: QuotaUsage[]): string {
 }
 
 function describe(p: StoredPolicy): string {
-  const what = p.rule.kind === 'quota' ? `quota ${p.rule.scope} limit ${humanBytes(p.rule.limit)}` : `immutable tags ${p.rule.tags} in ${p.rule.repositories}`;
+  const r = p.rule;
+  const what =
+    r.kind === 'quota'
+      ? `quota ${r.scope} limit ${humanBytes(r.limit)}`
+      : r.kind === 'immutable'
+        ? `immutable tags ${r.tags} in ${r.repositories}`
+        : `retention in ${r.repositories}: ${JSON.stringify({ keepLast: r.keepLast, keepTags: r.keepTags, keepPulledWithin: r.keepPulledWithin, deleteUntaggedAfter: r.deleteUntaggedAfter })}`;
   return `${p.id.padEnd(50)} ${p.source.padEnd(7)} ${what}`;
 }
 
 export function registerPolicyCommands(program: Command): void {
+  const retention = program.command('retention').description('delete tags and manifests as the retention policies say (docs/policies.md)');
+  for (const [name, dryRun, help] of [
+    ['plan', true, 'list every tag and manifest retention would delete now, and the rule that decided; delete nothing'],
+    ['run', false, 'delete them now, as a client would (events are recorded; garbage collection reclaims the bytes)'],
+  ] as const) {
+    withSettings(retention.command(name).description(help), 'engine')
+      .option('--json', 'print JSON')
+      .action(async (flags: { json?: boolean }, command: Command) => {
+        const report = await withEngine(configFromOptions(command.opts()).config, ({ registry }) => registry.retention({ dryRun }));
+        console.log(flags.json ? JSON.stringify(report) : formatRetention(report, dryRun));
+        if (report.failed.length) process.exitCode = 1;
+      });
+  }
+
   const policy = program.command('policy').description('quotas and immutable tags, stored in the database every replica reads (docs/policies.md)');
   withSettings(policy.command('list').description('every policy with its id and source (config or api)'), 'engine')
     .option('--json', 'print JSON')

@@ -18,7 +18,7 @@ import { engineFrom } from './flags.js';
 import { limitsFrom } from './limits.js';
 import { createLogger, defaultLogFormat } from './log.js';
 import { watchReloads } from './reload.js';
-import { applyConfigPolicies } from './policies.js';
+import { applyConfigPolicies, runScheduledRetention } from './policies.js';
 import type { Config } from './settings.js';
 import { VERSION } from './version.js';
 
@@ -138,8 +138,8 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     // Orphans only count once they are a minute old at least: listing the store every pass is waste.
     const skipOrphanScan = Date.now() - lastOrphanScan < ORPHAN_SCAN_INTERVAL_MS;
     if (!skipOrphanScan) lastOrphanScan = Date.now();
-    gcRunning = engine.registry
-      .collectGarbage({ ...options.gc, skipOrphanScan })
+    gcRunning = runScheduledRetention(engine.registry, logger)
+      .then(() => engine.registry.collectGarbage({ ...options.gc, skipOrphanScan }))
       .then((report) => {
         metrics.gcPass(report);
         const removed = report.manifestsDeleted + report.linksDeleted + report.blobsDeleted + report.orphanObjectsDeleted + report.uploadsExpired;

@@ -178,6 +178,25 @@ const immutableTags = () =>
     })
     .transform((r) => ({ kind: 'immutable' as const, ...r }));
 
+const retention = () =>
+  z
+    .strictObject({
+      repositories: repositoryPattern(),
+      keepLast: count().optional(),
+      keepTags: text('a tag pattern')
+        .superRefine((p, ctx) => {
+          try {
+            new TagPattern(p, 'pattern');
+          } catch (err) {
+            ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^pattern: /, '') });
+          }
+        })
+        .optional(),
+      keepPulledWithin: duration().optional(),
+      deleteUntaggedAfter: duration().optional(),
+    })
+    .transform((r) => ({ kind: 'retention' as const, ...r }));
+
 const ADDR = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/;
 const addr = () => text('HOST:PORT').refine((v) => ADDR.test(v) && Number(ADDR.exec(v)![3]) <= 65535, { message: 'use HOST:PORT' });
 
@@ -484,6 +503,12 @@ export const SETTINGS = {
     immutableTags: setting({
       help: 'immutable tags: [{repositories: team-a/**, tags: v*}] (docs/policies.md); applied at start and on SIGHUP',
       schema: z.array(immutableTags(), { error: 'expected a list of {repositories, tags}' }),
+      on: SERVE,
+      reloadable: true,
+    }),
+    retention: setting({
+      help: 'retention: [{repositories, keepLast, keepTags, keepPulledWithin, deleteUntaggedAfter}] (docs/policies.md); applied at start and on SIGHUP',
+      schema: z.array(retention(), { error: 'expected a list of {repositories, keepLast, keepTags, keepPulledWithin, deleteUntaggedAfter}' }),
       on: SERVE,
       reloadable: true,
     }),

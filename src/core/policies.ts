@@ -20,7 +20,22 @@ export interface ImmutableRule {
   tags: string;
 }
 
-export type PolicyRule = QuotaRule | ImmutableRule;
+/**
+ * Retention in the repositories `repositories` matches (docs/policies.md): of the tags matching
+ * `keepTags` (default every tag), keep the `keepLast` most recent and those pushed or pulled
+ * within `keepPulledWithin` (ms), delete the rest; delete untagged manifests neither pushed nor
+ * pulled within `deleteUntaggedAfter` (ms).
+ */
+export interface RetentionRule {
+  kind: 'retention';
+  repositories: string;
+  keepLast?: number;
+  keepTags?: string;
+  keepPulledWithin?: number;
+  deleteUntaggedAfter?: number;
+}
+
+export type PolicyRule = QuotaRule | ImmutableRule | RetentionRule;
 export type PolicySource = 'config' | 'api';
 
 export interface StoredPolicy {
@@ -48,11 +63,23 @@ export interface PolicyAdmin {
   quotaUsage(): Promise<QuotaUsage[]>;
   /** The tightest quota left for a repository, or null when no quota covers it. */
   quotaRoom(repository: string): Promise<QuotaUsage | null>;
+  /** Retention's plan (`dryRun`) or run. */
+  retention(options: { dryRun?: boolean }): Promise<RetentionReport>;
 }
 
 /** One rule per scope: a quota per repository pattern, an immutable rule per pattern pair. */
 export function policyId(rule: PolicyRule): string {
-  return rule.kind === 'quota' ? `quota:${rule.scope}` : `immutable:${rule.repositories}:${rule.tags}`;
+  if (rule.kind === 'quota') return `quota:${rule.scope}`;
+  if (rule.kind === 'immutable') return `immutable:${rule.repositories}:${rule.tags}`;
+  return `retention:${rule.repositories}`;
+}
+
+/** Parses `30d`, `12h`, `15m`, `90s` (a bare number is seconds) into milliseconds. */
+export function parsePolicyDuration(value: string | number): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(String(value).trim());
+  if (!m) throw new Error(`invalid duration ${JSON.stringify(value)} (examples: 30d, 12h)`);
+  const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Math.round(Number(m[1]) * scale);
 }
 
 /**
@@ -97,7 +124,7 @@ export function parsePolicySize(value: string | number): number {
 export function parsePolicyRule(input: unknown, where = 'policy'): PolicyRule {
   if (!input || typeof input !== 'object' || Array.isArray(input)) throw new Error(`${where}: expected an object`);
   const o = input as Record<string, unknown>;
-  const kind = o.kind ?? ('scope' in o ? 'quota' : 'tags' in o ? 'immutable' : undefined);
+  const kind = o.kind ?? ('scope' in o ? 'quota' : 'tags' in o ? 'immutable' : 'repositories' in o ? 'retention' : undefined);
   if (kind === 'quota') {
     if (typeof o.scope !== 'string') throw new Error(`${where}: a quota needs a scope (a repository pattern such as team-a/**)`);
     new RepositoryPattern(o.scope, where);
@@ -114,7 +141,26 @@ export function parsePolicyRule(input: unknown, where = 'policy'): PolicyRule {
     extraKeys(o, ['kind', 'repositories', 'tags'], where);
     return { kind, repositories: o.repositories, tags: o.tags };
   }
-  throw new Error(`${where}: kind must be quota or immutable`);
+  if (kind === 'retention') {
+    if (typeof o.repositories !== 'string') throw new Error(`${where}: a retention rule needs repositories (a repository pattern)`);
+    new RepositoryPattern(o.repositories, where);
+    const rule: RetentionRule = { kind, repositories: o.repositories };
+    if (o.keepLast !== undefined) {
+      const n = Number(o.keepLast);
+      if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${where}: keepLast must be a non-negative integer`);
+      rule.keepLast = n;
+    }
+    if (o.keepTags !== undefined) {
+      if (typeof o.keepTags !== 'string') throw new Error(`${where}: keepTags must be a tag pattern`);
+      new TagPattern(o.keepTags, where);
+      rule.keepTags = o.keepTags;
+    }
+    if (o.keepPulledWithin !== undefined) rule.keepPulledWithin = parsePolicyDuration(o.keepPulledWithin as string | number);
+    if (o.deleteUntaggedAfter !== undefined) rule.deleteUntaggedAfter = parsePolicyDuration(o.deleteUntaggedAfter as string | number);
+    extraKeys(o, ['kind', 'repositories', 'keepLast', 'keepTags', 'keepPulledWithin', 'deleteUntaggedAfter'], where);
+    return rule;
+  }
+  throw new Error(`${where}: kind must be quota, immutable or retention`);
 }
 
 function extraKeys(o: Record<string, unknown>, allowed: string[], where: string): void {
@@ -158,4 +204,22 @@ export function tagImmutable(repository: string, tag: string, rule: ImmutableRul
     `tag ${tag} of ${repository} is immutable (rule: repositories ${rule.repositories}, tags ${rule.tags}): ${what}`,
     { repository, tag, rule: { repositories: rule.repositories, tags: rule.tags } },
   );
+}
+
+/** One deletion retention plans: a tag, or a manifest (with its tags), and the rule that decided. */
+export interface RetentionDeletion {
+  repository: string;
+  /** Set for a tag deletion; absent when the manifest itself goes. */
+  tag?: string;
+  digest: string;
+  rule: string;
+  reason: string;
+}
+
+export interface RetentionReport {
+  deletions: RetentionDeletion[];
+  /** Deletions the run attempted that failed (e.g. the manifest became referenced meanwhile). */
+  failed: { deletion: RetentionDeletion; error: string }[];
+  /** False when another process held the collection lease. */
+  ran: boolean;
 }

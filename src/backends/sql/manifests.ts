@@ -32,6 +32,7 @@ export class SqlManifestStore implements ManifestStore {
   async get(reference: Reference): Promise<StoredManifest | null> {
     const row = await this.find(GET_BY_DIGEST, GET_BY_TAG, reference);
     if (!row) return null;
+    this.ctx.pulls?.note(row.id);
     if (this.ctx.events.recordsPulls) await this.recordPull(reference, row);
     return { digest: row.digest as Digest, mediaType: row.media_type, size: row.size, bytes: Buffer.from(row.content) };
   }
@@ -226,10 +227,10 @@ const HEAD_BY_DIGEST = prepare((exec, _pg, repository: string, digest: string) =
 );
 const HEAD_BY_TAG = prepare((exec, _pg, repository: string, tag: string) => manifestByTag(exec, repository, tag).select(['m.digest', 'm.media_type', 'm.size']));
 const GET_BY_DIGEST = prepare((exec, _pg, repository: string, digest: string) =>
-  manifestBy(exec, repository).where('m.digest', '=', digest).select(['m.digest', 'm.media_type', 'm.size', 'm.content']),
+  manifestBy(exec, repository).where('m.digest', '=', digest).select(['m.id', 'm.digest', 'm.media_type', 'm.size', 'm.content']),
 );
 const GET_BY_TAG = prepare((exec, _pg, repository: string, tag: string) =>
-  manifestByTag(exec, repository, tag).select(['m.digest', 'm.media_type', 'm.size', 'm.content']),
+  manifestByTag(exec, repository, tag).select(['m.id', 'm.digest', 'm.media_type', 'm.size', 'm.content']),
 );
 
 /** Marks an existing manifest as pushed now, locking its row (see put). */

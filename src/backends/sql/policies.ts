@@ -13,8 +13,10 @@ import {
   type PolicySource,
   type QuotaRule,
   type QuotaUsage,
+  type RetentionReport,
   type StoredPolicy,
 } from '../../core/policies.js';
+import { runRetention } from './retention.js';
 import { RepositoryPattern } from '../../core/patterns.js';
 import type { Context } from './context.js';
 import type { Executor } from './database.js';
@@ -156,6 +158,10 @@ export class SqlPolicies implements PolicyAdmin {
     const out: QuotaUsage[] = [];
     for (const rule of rules) out.push({ scope: rule.scope, used: (await scopeUsage(db, rule.scope)).used, limit: rule.limit });
     return out;
+  }
+
+  retention(options: { dryRun?: boolean }): Promise<RetentionReport> {
+    return runRetention(this.ctx, options);
   }
 
   async quotaRoom(repository: string): Promise<QuotaUsage | null> {

@@ -15,6 +15,9 @@ import { collectGarbage } from './gc.js';
 import { SqlManifestStore } from './manifests.js';
 import { readiness, stats } from './observe.js';
 import { SqlPolicies } from './policies.js';
+import { PullLog } from './pulls.js';
+import { runRetention } from './retention.js';
+import type { RetentionReport } from '../../core/policies.js';
 import { usage } from './usage.js';
 import { SqlUploadStore } from './uploads.js';
 
@@ -26,7 +29,7 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog 
   readonly policies: SqlPolicies;
 
   constructor(database: Database, objects: ObjectStore, options: SqlRegistryOptions) {
-    this.ctx = { database, objects, options, hashes: new HashCache(options.uploadTtlMs), events: new Outbox(database) };
+    this.ctx = { database, objects, options, hashes: new HashCache(options.uploadTtlMs), events: new Outbox(database), pulls: new PullLog(database) };
     this.policies = new SqlPolicies(this.ctx);
   }
 
@@ -117,6 +120,11 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog 
     return collectGarbage(this.ctx, options, () => this.expireUploads());
   }
 
+  /** Retention (docs/policies.md): the plan with `dryRun`, else the deletions, under the collection lease. */
+  retention(options: { dryRun?: boolean; origin?: EventOrigin } = {}): Promise<RetentionReport> {
+    return runRetention(this.ctx, options);
+  }
+
   fsck(options: FsckOptions): Promise<FsckReport> {
     return fsck(this.ctx, options);
   }
@@ -200,6 +208,7 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog 
   }
 
   async close(): Promise<void> {
+    await this.ctx.pulls?.flush().catch(() => {});
     await this.ctx.objects.close();
     await this.ctx.database.close();
   }

@@ -4,7 +4,7 @@
  * it), index entries point at manifests, and links point at blob rows (so garbage collection
  * cannot delete a blob that anything still links).
  */
-import { sql, type Generated, type Kysely, type Migration } from 'kysely';
+import { sql, type ColumnType, type Generated, type Kysely, type Migration } from 'kysely';
 
 export interface RepositoriesTable {
   id: Generated<number>;
@@ -41,6 +41,8 @@ export interface ManifestsTable {
   created_at: number;
   /** Last push of these bytes or tagging: the untagged age that collection counts from. */
   pushed_at: number;
+  /** Last pull, recorded in batches (pulls.ts): retention's keepPulledWithin. Since 0008. */
+  last_pulled_at: ColumnType<number | null, number | null | undefined, number | null>;
 }
 export interface ManifestBlobsTable {
   manifest_id: number;
@@ -339,6 +341,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('source', t.text, (c) => c.notNull())
           .addColumn('updated_at', t.int, (c) => c.notNull())
           .execute();
+        await db.schema.alterTable('manifests').addColumn('last_pulled_at', t.int).execute();
       },
     },
   };

@@ -4,6 +4,8 @@
  *   PUT    /_portfolio/policies          create or replace a rule: {kind: quota, scope, limit} or {kind: immutable, repositories, tags}
  *   DELETE /_portfolio/policies/<id>     remove a rule (the id URL-encoded, as listed)
  *   GET    /_portfolio/quotas            used and limit per quota scope
+ *   GET    /_portfolio/retention         retention's plan: every deletion and the rule that decided
+ *   POST   /_portfolio/retention         run retention now
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError, ErrorCode, errors } from '../../core/errors.js';
@@ -18,6 +20,11 @@ export async function handlePolicies(policies: PolicyAdmin, req: IncomingMessage
   if (rest === 'quotas') {
     if (req.method !== 'GET') throw errors.unsupported(`method ${req.method} is not allowed`);
     sendJson(res, 200, { quotas: await policies.quotaUsage() });
+    return true;
+  }
+  if (rest === 'retention') {
+    if (req.method !== 'GET' && req.method !== 'POST') throw errors.unsupported(`method ${req.method} is not allowed`);
+    sendJson(res, 200, await policies.retention({ dryRun: req.method === 'GET' }));
     return true;
   }
   if (rest === 'policies') {

@@ -1,0 +1,111 @@
+/**
+ * Retention through the CLI and the admin API: keepLast and deleteUntaggedAfter, immutable tags
+ * kept, referrers following their subject; the run deletes exactly the plan, collection then
+ * reclaims the bytes and fsck finds nothing wrong.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { image, OCI_MANIFEST, pushImage } from '../helpers/oci.js';
+import { runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { assertServerLogClean, expectStatus, http, toRes } from '../http/util.js';
+
+interface Deletion {
+  repository: string;
+  tag?: string;
+  digest: string;
+  rule: string;
+  reason: string;
+}
+interface Report {
+  deletions: Deletion[];
+  failed: unknown[];
+  ran: boolean;
+}
+
+describe('retention', { timeout: 120_000 }, () => {
+  let dir: string;
+  let registry: RunningRegistry;
+  let base: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'portfolio-retention-'));
+    const config = join(dir, 'portfolio.yaml');
+    await writeFile(
+      config,
+      [
+        'policies:',
+        '  immutableTags:',
+        '    - repositories: "ret/**"',
+        '      tags: "v*"',
+        '  retention:',
+        '    - repositories: "ret/**"',
+        '      keepLast: 3',
+        '      deleteUntaggedAfter: 0s',
+        '',
+      ].join('\n'),
+    );
+    registry = await startRegistry({ args: ['--config', config] });
+    base = registry.url;
+  });
+  after(async () => {
+    assertServerLogClean(registry.output());
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('plans exactly the deletions the rules decide, runs them, and collection reclaims the bytes', async () => {
+    const push = async (img: ReturnType<typeof image>, reference?: string) => expectStatus(await toRes(await pushImage(base, 'ret/app', img, reference), 'PUT'), 201);
+    const immutable = image();
+    await push(immutable, 'v1');
+    const tagged = Array.from({ length: 6 }, () => image());
+    for (const [i, img] of tagged.entries()) await push(img, `t${i + 1}`);
+    const signature = image({
+      artifactType: 'application/vnd.example.signature',
+      subject: { mediaType: OCI_MANIFEST, digest: tagged[0]!.digest, size: tagged[0]!.manifest.length },
+    });
+    await push(signature);
+    const untagged = image();
+    await push(untagged);
+    // Outside the rule's repositories nothing is touched.
+    expectStatus(await toRes(await pushImage(base, 'other/app', image()), 'PUT'), 201);
+
+    const expected = [signature.digest, tagged[0]!.digest, tagged[1]!.digest, tagged[2]!.digest, untagged.digest].sort();
+    const plan = await runCli(['retention', 'plan', '--json', ...registry.engineArgs]);
+    assert.equal(plan.code, 0, plan.stderr);
+    const planned = JSON.parse(plan.stdout) as Report;
+    assert.deepEqual(planned.deletions.map((d) => d.digest).sort(), expected);
+    assert.ok(planned.deletions.every((d) => d.repository === 'ret/app' && d.tag === undefined && d.rule === 'retention:ret/**'));
+    const signatureAt = planned.deletions.findIndex((d) => d.digest === signature.digest);
+    assert.ok(signatureAt < planned.deletions.findIndex((d) => d.digest === tagged[0]!.digest), 'a referrer goes before its subject');
+    assert.equal(planned.deletions[signatureAt]!.reason, `referrer of ${tagged[0]!.digest}`);
+    const human = await runCli(['retention', 'plan', ...registry.engineArgs]);
+    assert.match(human.stdout, /would delete manifest ret\/app@sha256:\S+ {2}\[retention:ret\/\*\*\] tags t1: not among the 3 most recent tags matching \*/);
+
+    // The API plans the same; a plan deletes nothing.
+    const viaApi = await http(`${base}/_portfolio/retention`);
+    expectStatus(viaApi, 200);
+    assert.deepEqual((JSON.parse(viaApi.text) as Report).deletions.map((d) => d.digest).sort(), expected);
+
+    const run = await runCli(['retention', 'run', '--json', ...registry.engineArgs]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual((JSON.parse(run.stdout) as Report).deletions.map((d) => d.digest).sort(), expected);
+    const tags = await http(`${base}/v2/ret/app/tags/list`);
+    assert.deepEqual((JSON.parse(tags.text) as { tags: string[] }).tags, ['t4', 't5', 't6', 'v1']);
+    for (const digest of expected) expectStatus(await http(`${base}/v2/ret/app/manifests/${digest}`, { method: 'HEAD', headers: { accept: OCI_MANIFEST } }), 404);
+    expectStatus(await http(`${base}/v2/ret/app/manifests/v1`, { method: 'HEAD', headers: { accept: OCI_MANIFEST } }), 200);
+
+    // Nothing more to do; collection reclaims the layers; fsck passes.
+    const again = await http(`${base}/_portfolio/retention`, { method: 'POST' });
+    assert.deepEqual((JSON.parse(again.text) as Report).deletions, []);
+    const gc = await runCli(['gc', '--grace', '0s', '--json', ...registry.engineArgs]);
+    assert.equal(gc.code, 0, gc.stderr);
+    const collected = JSON.parse(gc.stdout) as { blobsDeleted: number };
+    // Each deleted image had a config and two layers of its own (the signature too).
+    assert.equal(collected.blobsDeleted, 5 * 3);
+    const fsck = await runCli(['fsck', '--json', ...registry.engineArgs]);
+    assert.equal(fsck.code, 0, fsck.stdout);
+  });
+});
