@@ -10,6 +10,29 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { image, OCI_MANIFEST, pushImage } from '../helpers/oci.js';
 import { runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
+
+/** Runs one statement on the registry's own database (to age rows: no test waits for days). */
+async function execSql(registry: RunningRegistry, statement: string): Promise<void> {
+  const at = registry.engineArgs.indexOf('--database-url');
+  if (at === -1) {
+    const { default: Sqlite } = await import('better-sqlite3');
+    const db = new Sqlite(join(registry.dataDir, 'metadata.db'));
+    try {
+      db.prepare(statement).run();
+    } finally {
+      db.close();
+    }
+    return;
+  }
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: registry.engineArgs[at + 1] });
+  await client.connect();
+  try {
+    await client.query(statement);
+  } finally {
+    await client.end();
+  }
+}
 import { assertServerLogClean, expectStatus, http, toRes } from '../http/util.js';
 
 interface Deletion {
@@ -44,6 +67,8 @@ describe('retention', { timeout: 120_000 }, () => {
         '    - repositories: "ret/**"',
         '      keepLast: 3',
         '      deleteUntaggedAfter: 0s',
+        '    - repositories: "pulled/**"',
+        '      keepPulledWithin: 1d',
         '',
       ].join('\n'),
     );
@@ -107,5 +132,20 @@ describe('retention', { timeout: 120_000 }, () => {
     assert.equal(collected.blobsDeleted, 5 * 3);
     const fsck = await runCli(['fsck', '--json', ...registry.engineArgs]);
     assert.equal(fsck.code, 0, fsck.stdout);
+  });
+
+  it('keeps tags whose manifest was pulled within keepPulledWithin, from pull times written in batches', async () => {
+    const imgs = [image(), image(), image()];
+    for (const [i, img] of imgs.entries()) expectStatus(await toRes(await pushImage(base, 'pulled/app', img, `p${i + 1}`), 'PUT'), 201);
+    // Two days ago, as far as the tags and manifests know.
+    const old = Date.now() - 2 * 86_400_000;
+    await execSql(registry, `update tags set updated_at = ${old} where name in ('p1', 'p2', 'p3')`);
+    await execSql(registry, `update manifests set pushed_at = ${old} where digest in ('${imgs.map((i) => i.digest).join("', '")}')`);
+    expectStatus(await http(`${base}/v2/pulled/app/manifests/p2`, { headers: { accept: OCI_MANIFEST } }), 200);
+    // The server's plan writes its noted pulls first.
+    const plan = await http(`${base}/_portfolio/retention`);
+    const deletions = (JSON.parse(plan.text) as Report).deletions.filter((d) => d.repository === 'pulled/app');
+    assert.deepEqual(deletions.map((d) => d.digest).sort(), [imgs[0]!.digest, imgs[2]!.digest].sort());
+    assert.ok(deletions.every((d) => d.rule === 'retention:pulled/**' && /neither pushed nor pulled within 1d/.test(d.reason)));
   });
 });
