@@ -34,6 +34,7 @@ async function execSql(registry: RunningRegistry, statement: string): Promise<vo
   }
 }
 import { assertServerLogClean, expectStatus, http, toRes } from '../http/util.js';
+import { Receiver } from '../events/receiver.js';
 
 interface Deletion {
   repository: string;
@@ -52,10 +53,13 @@ describe('retention', { timeout: 120_000 }, () => {
   let dir: string;
   let registry: RunningRegistry;
   let base: string;
+  let config: string;
+  const receiver = new Receiver();
 
   before(async () => {
+    await receiver.start();
     dir = await mkdtemp(join(tmpdir(), 'portfolio-retention-'));
-    const config = join(dir, 'portfolio.yaml');
+    config = join(dir, 'portfolio.yaml');
     await writeFile(
       config,
       [
@@ -72,12 +76,13 @@ describe('retention', { timeout: 120_000 }, () => {
         '',
       ].join('\n'),
     );
-    registry = await startRegistry({ args: ['--config', config] });
+    registry = await startRegistry({ args: ['--config', config, '--events-webhook', receiver.url] });
     base = registry.url;
   });
   after(async () => {
     assertServerLogClean(registry.output());
     await registry?.stop();
+    await receiver.stop();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -97,6 +102,10 @@ describe('retention', { timeout: 120_000 }, () => {
     // Outside the rule's repositories nothing is touched.
     expectStatus(await toRes(await pushImage(base, 'other/app', image()), 'PUT'), 201);
 
+    // A refused move of the immutable tag records no event.
+    const refused = image();
+    expectStatus(await toRes(await pushImage(base, 'ret/app', refused, 'v1'), 'PUT'), 409);
+
     const expected = [signature.digest, tagged[0]!.digest, tagged[1]!.digest, tagged[2]!.digest, untagged.digest].sort();
     const plan = await runCli(['retention', 'plan', '--json', ...registry.engineArgs]);
     assert.equal(plan.code, 0, plan.stderr);
@@ -114,7 +123,8 @@ describe('retention', { timeout: 120_000 }, () => {
     expectStatus(viaApi, 200);
     assert.deepEqual((JSON.parse(viaApi.text) as Report).deletions.map((d) => d.digest).sort(), expected);
 
-    const run = await runCli(['retention', 'run', '--json', ...registry.engineArgs]);
+    // With serve's configuration, so its deletions go to the same event sinks.
+    const run = await runCli(['retention', 'run', '--json', '--config', config, ...registry.engineArgs], { PORTFOLIO_EVENTS_WEBHOOK: receiver.url });
     assert.equal(run.code, 0, run.stderr);
     assert.deepEqual((JSON.parse(run.stdout) as Report).deletions.map((d) => d.digest).sort(), expected);
     const tags = await http(`${base}/v2/ret/app/tags/list`);
@@ -122,14 +132,21 @@ describe('retention', { timeout: 120_000 }, () => {
     for (const digest of expected) expectStatus(await http(`${base}/v2/ret/app/manifests/${digest}`, { method: 'HEAD', headers: { accept: OCI_MANIFEST } }), 404);
     expectStatus(await http(`${base}/v2/ret/app/manifests/v1`, { method: 'HEAD', headers: { accept: OCI_MANIFEST } }), 200);
 
+    // Retention deleted as a client would: a delete event per manifest, after everything before.
+    const deletedEvents = () => receiver.distinct().filter((e) => e.action === 'delete' && e.target.repository === 'ret/app');
+    await receiver.waitFor(() => deletedEvents().length >= expected.length, 'the delete events of the retention run');
+    assert.deepEqual(deletedEvents().map((e) => e.target.digest).sort(), expected);
+    assert.ok(!receiver.distinct().some((e) => e.target.digest === refused.digest), 'no event for the refused push');
+
     // Nothing more to do; collection reclaims the layers; fsck passes.
     const again = await http(`${base}/_portfolio/retention`, { method: 'POST' });
     assert.deepEqual((JSON.parse(again.text) as Report).deletions, []);
     const gc = await runCli(['gc', '--grace', '0s', '--json', ...registry.engineArgs]);
     assert.equal(gc.code, 0, gc.stderr);
     const collected = JSON.parse(gc.stdout) as { blobsDeleted: number };
-    // Each deleted image had a config and two layers of its own (the signature too).
-    assert.equal(collected.blobsDeleted, 5 * 3);
+    // Each deleted image had a config and two layers of its own (the signature too), and so did
+    // the image whose tag push was refused (its blobs were uploaded, never referenced).
+    assert.equal(collected.blobsDeleted, 6 * 3);
     const fsck = await runCli(['fsck', '--json', ...registry.engineArgs]);
     assert.equal(fsck.code, 0, fsck.stdout);
   });
