@@ -8,17 +8,17 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { image, OCI_MANIFEST, pushImage } from '../helpers/oci.js';
+import { blob, image, OCI_MANIFEST, pushImage } from '../helpers/oci.js';
 import { runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
 
-/** Runs one statement on the registry's own database (to age rows: no test waits for days). */
-async function execSql(registry: RunningRegistry, statement: string): Promise<void> {
+/** Runs statements on the registry's own database (to age rows: no test waits for days). */
+async function execSql(registry: RunningRegistry, ...statements: string[]): Promise<void> {
   const at = registry.engineArgs.indexOf('--database-url');
   if (at === -1) {
     const { default: Sqlite } = await import('better-sqlite3');
     const db = new Sqlite(join(registry.dataDir, 'metadata.db'));
     try {
-      db.prepare(statement).run();
+      db.transaction(() => statements.forEach((s) => db.prepare(s).run()))();
     } finally {
       db.close();
     }
@@ -28,7 +28,7 @@ async function execSql(registry: RunningRegistry, statement: string): Promise<vo
   const client = new pg.Client({ connectionString: registry.engineArgs[at + 1] });
   await client.connect();
   try {
-    await client.query(statement);
+    for (const s of statements) await client.query(s);
   } finally {
     await client.end();
   }
@@ -73,6 +73,10 @@ describe('retention', { timeout: 120_000 }, () => {
         '      deleteUntaggedAfter: 0s',
         '    - repositories: "pulled/**"',
         '      keepPulledWithin: 1d',
+        '    - repositories: "bulk/**"',
+        '      keepLast: 20',
+        '      keepTags: "rel-*"',
+        '      keepPulledWithin: 7d',
         '',
       ].join('\n'),
     );
@@ -164,5 +168,45 @@ describe('retention', { timeout: 120_000 }, () => {
     const deletions = (JSON.parse(plan.text) as Report).deletions.filter((d) => d.repository === 'pulled/app');
     assert.deepEqual(deletions.map((d) => d.digest).sort(), [imgs[0]!.digest, imgs[2]!.digest].sort());
     assert.ok(deletions.every((d) => d.rule === 'retention:pulled/**' && /neither pushed nor pulled within 1d/.test(d.reason)));
+  });
+
+  it('200 tags with a pull history: the plan deletes exactly the set computed here', async () => {
+    const shared = blob();
+    const DAY = 86_400_000;
+    const now = Date.now();
+    const tags: { name: string; digest: string; updatedAt: number; pulled: boolean }[] = [];
+    for (let i = 0; i < 200; i++) {
+      const img = image({ layers: [shared] });
+      const name = `${i % 3 === 0 ? 'dev' : 'rel'}-${i}`;
+      expectStatus(await toRes(await pushImage(base, 'bulk/app', img, name), 'PUT'), 201);
+      // Ages in a scrambled order, all older than keepPulledWithin.
+      tags.push({ name, digest: img.digest, updatedAt: now - 30 * DAY + ((i * 7919) % 200) * 60_000, pulled: false });
+    }
+    await execSql(
+      registry,
+      ...tags.map((t) => `update tags set updated_at = ${t.updatedAt} where name = '${t.name}'`),
+      ...tags.map((t) => `update manifests set pushed_at = ${now - 30 * DAY} where digest = '${t.digest}'`),
+    );
+    // A pull history: every fifth tag, whatever its age.
+    for (const [i, t] of tags.entries()) {
+      if (i % 5 !== 0) continue;
+      expectStatus(await http(`${base}/v2/bulk/app/manifests/${t.name}`, { headers: { accept: OCI_MANIFEST } }), 200);
+      t.pulled = true;
+    }
+    const rel = tags.filter((t) => t.name.startsWith('rel-')).sort((a, b) => b.updatedAt - a.updatedAt);
+    const expected = rel.filter((t, rank) => rank >= 20 && !t.pulled).map((t) => t.digest).sort();
+    assert.ok(expected.length > 50 && expected.length < rel.length);
+
+    const plan = JSON.parse((await http(`${base}/_portfolio/retention`)).text) as Report;
+    const planned = plan.deletions.filter((d) => d.repository === 'bulk/app');
+    assert.deepEqual(planned.map((d) => d.digest).sort(), expected);
+    assert.ok(planned.every((d) => d.rule === 'retention:bulk/**'));
+
+    const run = JSON.parse((await http(`${base}/_portfolio/retention`, { method: 'POST' })).text) as Report;
+    assert.deepEqual(run.failed, []);
+    const left = JSON.parse((await http(`${base}/v2/bulk/app/tags/list`)).text) as { tags: string[] };
+    assert.equal(left.tags.length, 200 - expected.length);
+    const fsck = await runCli(['fsck', '--json', ...registry.engineArgs]);
+    assert.equal(fsck.code, 0, fsck.stdout);
   });
 });
