@@ -8,6 +8,8 @@ import type { Database } from './database.js';
 import { slices } from './batches.js';
 
 export const PULL_FLUSH_MS = 10_000;
+/** Past this many distinct manifests a batch is written at once, to bound memory. */
+const MAX_PENDING = 10_000;
 
 export class PullLog {
   private pending = new Set<number>();
@@ -19,6 +21,10 @@ export class PullLog {
   /** Notes a pull of the manifest with this row id. */
   note(manifestId: number): void {
     this.pending.add(manifestId);
+    if (this.pending.size >= MAX_PENDING) {
+      void this.flush().catch(() => {});
+      return;
+    }
     if (!this.timer) {
       this.timer = setTimeout(() => void this.flush().catch(() => {}), PULL_FLUSH_MS);
       this.timer.unref();
