@@ -11,7 +11,9 @@ const ALLOWED = {
   auth: ['core', 'auth'],
   http: ['core', 'auth', 'http'],
   backends: ['core', 'backends'],
-  cli: ['core', 'auth', 'http', 'backends', 'cli'],
+  // The pull-through cache wraps any Registry (core) with upstream clients; it knows no backend or HTTP server.
+  proxy: ['core', 'proxy'],
+  cli: ['core', 'auth', 'http', 'backends', 'proxy', 'cli'],
 };
 
 function files(dir) {

@@ -37,6 +37,9 @@ const wanted = (process.env.PORTFOLIO_TEST_ENGINES ?? 'sqlite-fs,pg-fs,pg-s3').s
 const all = files(dist).sort();
 // Suites that do not depend on the engine run once, on the default engine.
 const engineFree = (f) => /\/(unit|layers|objects|cli)\//.test(f);
+// Suites that exercise the metadata engine and not the object store: on PostgreSQL + S3 they would
+// repeat their PostgreSQL + files run.
+const metadataOnly = (f) => /\/(auth|events|health|metrics|tls|policies|ui)\//.test(f);
 let failed = false;
 const ran = [];
 for (const engine of wanted) {
@@ -50,6 +53,7 @@ for (const engine of wanted) {
     // Client and benchmark-style suites add no coverage of the engine beyond the HTTP suite.
     for (let i = suite.length - 1; i >= 0; i--) if (/\/client\//.test(suite[i])) suite.splice(i, 1);
   }
+  if (engine === 'pg-s3') for (let i = suite.length - 1; i >= 0; i--) if (metadataOnly(suite[i])) suite.splice(i, 1);
   console.log(`\n=== engine ${engine}: ${suite.length} test files ===`);
   const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...suite], {
     stdio: 'inherit',

@@ -34,9 +34,11 @@ export interface ConfigInputs {
 export function withSettings(command: Command, ...groups: Group[]): Command {
   command.addOption(new Option('--config <file>', `configuration file (YAML, docs/configuration.md) [env ${CONFIG_ENV}]`));
   for (const leaf of leaves()) {
-    const { flag, env, help, default: fallback, on } = leaf.setting.spec;
+    const { flag, env, help, default: fallback, on, repeatable } = leaf.setting.spec;
     if (!flag || !on.some((g) => groups.includes(g))) continue;
-    command.addOption(new Option(flag, `${help} [env ${env}, file ${leaf.key}${fallback !== undefined ? `, default ${fallback}` : ''}]`));
+    const option = new Option(flag, `${help} [env ${env}, file ${leaf.key}${fallback !== undefined ? `, default ${fallback}` : ''}]`);
+    if (repeatable) option.argParser((value: string, previous: string | undefined) => (previous === undefined ? value : `${previous},${value}`));
+    command.addOption(option);
   }
   return command;
 }

@@ -34,6 +34,8 @@ export interface Engine {
   registry: SqlRegistry;
   database: Database;
   objects: ObjectStore;
+  /** `sqlite:PATH` or the PostgreSQL URL. */
+  databaseUrl: string;
   /** Where metadata and blobs are, in words: `SQLite at PATH`, `PostgreSQL at URL` (password hidden), `files in DIR`, `S3 bucket s3://…`. */
   describe: { database: string; storage: string };
 }
@@ -75,6 +77,7 @@ export async function openEngine(options: EngineOptions): Promise<Engine> {
     registry,
     database,
     objects,
+    databaseUrl,
     describe: {
       database: database.postgres ? `PostgreSQL at ${redact(databaseUrl)}` : `SQLite at ${databaseUrl.replace(/^sqlite:/, '')}`,
       storage: objects.description.startsWith('file:') ? `files in ${objects.description.slice('file:'.length)}` : `S3 bucket ${objects.description}`,

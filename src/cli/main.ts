@@ -1,6 +1,7 @@
 /** The `portfolio` command line. */
 import { Command } from 'commander';
 import { registerAuthCommands } from './auth.js';
+import { registerCacheCommands } from './cache.js';
 import { configFromOptions, loadConfig, printConfig, withSettings } from './config.js';
 import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
@@ -8,6 +9,7 @@ import { registerEventCommands } from './events.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { registerPolicyCommands } from './policies.js';
 import { serveConfigured } from './serve.js';
+import { registerTransferCommands } from './transfer.js';
 import { VERSION } from './version.js';
 
 const program = new Command('portfolio')
@@ -46,6 +48,7 @@ withSettings(
   'serve',
   'token',
   'user',
+  'cache',
 ).action((_flags: unknown, command: Command) => {
   process.stdout.write(printConfig(configFromOptions(command.opts()).raw));
 });
@@ -54,6 +57,8 @@ registerMaintenanceCommands(program);
 registerEventCommands(program);
 registerPolicyCommands(program);
 registerAuthCommands(program);
+registerCacheCommands(program);
+registerTransferCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   // Start-up failures (bad URL, unreachable database, missing bucket, a wrong setting) are one readable line.

@@ -8,7 +8,9 @@ import type { Authorizer } from '../http/auth/authorizer.js';
 import { Health } from '../http/health.js';
 import type { LimitOptions } from '../http/limits.js';
 import { createMetricsServer, Metrics } from '../http/metrics.js';
+import { ProxyMetrics } from '../http/proxy-metrics.js';
 import { createRegistryServer } from '../http/server.js';
+import { ProxyRegistry } from '../proxy/registry.js';
 import { Dispatcher } from '../backends/events/dispatcher.js';
 import { serveSecurity } from './auth.js';
 import type { LoadedConfig } from './config.js';
@@ -87,7 +89,12 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
   await startSinks(options.config);
   await applyConfigPolicies(engine.registry.policies, options.config, logger);
   const health = new Health(() => engine.registry.readiness());
-  const server = createRegistryServer(engine.registry, {
+  // Repositories under an upstream's prefix are served through the pull-through cache (docs/proxy.md).
+  const upstreams = options.config.proxy ?? [];
+  const proxy = upstreams.length
+    ? new ProxyRegistry(engine.registry, upstreams, { logger, observer: new ProxyMetrics(metrics.registry, upstreams.map((u) => u.prefix)), ledger: engine.registry })
+    : undefined;
+  const server = createRegistryServer(proxy ?? engine.registry, {
     logger,
     tls,
     maintenance: engine.registry,
@@ -97,6 +104,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     health,
     metrics,
     serveMetrics: !metricsAt,
+    ...(proxy ? { mirror: (ns: string) => proxy.mirrorPrefix(ns) } : {}),
     ...security,
   });
   const metricsServer = metricsAt ? createMetricsServer(metrics) : undefined;
@@ -118,7 +126,8 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     {
       url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
       ...(metricsServer ? { metrics: `http://${showAddress(metricsServer.address() as AddressInfo)}/metrics` } : {}),
-      version: VERSION, ...engine.describe, auth: describeAuth(security.authorizer) },
+      version: VERSION, ...engine.describe, auth: describeAuth(security.authorizer),
+      ...(upstreams.length ? { proxy: upstreams.map((u) => `${u.prefix}=${u.url}`) } : {}) },
     'listening',
   );
 
@@ -138,7 +147,8 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     // Orphans only count once they are a minute old at least: listing the store every pass is waste.
     const skipOrphanScan = Date.now() - lastOrphanScan < ORPHAN_SCAN_INTERVAL_MS;
     if (!skipOrphanScan) lastOrphanScan = Date.now();
-    gcRunning = runScheduledRetention(engine.registry, logger)
+    gcRunning = pruneCache()
+      .then(() => runScheduledRetention(engine.registry, logger))
       .then(() => engine.registry.collectGarbage({ ...options.gc, skipOrphanScan }))
       .then((report) => {
         metrics.gcPass(report);
@@ -152,6 +162,17 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
       .finally(() => {
         if (!stopping) gcTimer = setTimeout(collect, options.gc.intervalMs);
       });
+  };
+  // With a cache prune schedule, cached manifests nobody pulled go first, so the same pass reclaims what they alone used.
+  const pruneAfter = options.config.cache.prune_unused_for;
+  const pruneCache = async () => {
+    if (!proxy || pruneAfter === undefined) return;
+    try {
+      const report = await engine.registry.pruneCache({ prefixes: upstreams.map((u) => u.prefix), before: Date.now() - pruneAfter });
+      if (report.manifestsDeleted > 0) logger.info({ ...report }, 'cache pruned');
+    } catch (err) {
+      logger.error({ err }, 'cache prune failed');
+    }
   };
   if (options.gc.intervalMs > 0) gcTimer = setTimeout(collect, options.gc.intervalMs);
 
@@ -177,7 +198,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     };
     const onClosed = () => {
       metricsServer?.close();
-      Promise.all([gcRunning, dispatcher.stop()])
+      Promise.all([gcRunning, dispatcher.stop(), proxy?.close()])
         .then(() => engine.registry.close())
         .then(() => {
           logger.info('stopped');

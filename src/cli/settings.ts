@@ -13,9 +13,10 @@ import { EVENT_ACTIONS } from '../core/events.js';
 import { RepositoryPattern } from '../core/patterns.js';
 import { TagPattern } from '../core/policies.js';
 import { EVENT_FORMATS } from '../backends/events/formats.js';
+import { proxySchema, redactProxies } from './proxy-settings.js';
 
 /** Which commands take a setting as a flag (the file and environment apply to all of them). */
-export type Group = 'engine' | 'serve' | 'token' | 'user';
+export type Group = 'engine' | 'serve' | 'token' | 'user' | 'cache';
 
 interface Spec<V> {
   /** The commander flag, e.g. `--addr <host:port>`; absent for settings only a file can express (lists). */
@@ -30,6 +31,8 @@ interface Spec<V> {
   secret?: (value: never) => unknown;
   /** Applied by SIGHUP without a restart. */
   reloadable?: boolean;
+  /** The flag may be given several times; its values are joined with commas, as in the environment variable. */
+  repeatable?: boolean;
 }
 
 export class Setting<V, R extends boolean> {
@@ -439,6 +442,24 @@ export const SETTINGS = {
       env: 'PORTFOLIO_LOG_FORMAT',
       help: 'text: one readable line per record; json: JSON lines (default: text on a terminal, else json)',
       schema: choice(LOG_FORMATS),
+      on: SERVE,
+    }),
+  },
+  proxy: setting({
+    flag: '--proxy <prefix=url>',
+    env: 'PORTFOLIO_PROXY',
+    help: 'cache the registry at URL under the repository prefix PREFIX (repeatable; the file form takes credentials and more, docs/proxy.md)',
+    schema: proxySchema(secret(), duration()),
+    on: ['serve', 'cache'],
+    repeatable: true,
+    secret: redactProxies,
+  }),
+  cache: {
+    prune_unused_for: setting({
+      flag: '--cache-prune-unused-for <duration>',
+      env: 'PORTFOLIO_CACHE_PRUNE_UNUSED_FOR',
+      help: 'with proxy: each garbage collection pass first deletes cached manifests not pulled for this long (default: off; `portfolio cache prune` on demand)',
+      schema: duration().refine((ms) => ms > 0, { message: 'must be positive' }),
       on: SERVE,
     }),
   },

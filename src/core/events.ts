@@ -89,6 +89,11 @@ export class EventSelector {
     this.mediaTypes = filter.mediaTypes?.length ? filter.mediaTypes.map(wildcard) : null;
   }
 
+  /** Whether some event of this action can pass (so a backend need not prepare one that none takes). */
+  takesAction(action: EventAction): boolean {
+    return !this.actions || this.actions.has(action);
+  }
+
   accepts(action: EventAction, target: EventTarget): boolean {
     if (this.actions && !this.actions.has(action)) return false;
     if (this.repositories && !this.repositories.some((p) => p.matches(target.repository))) return false;

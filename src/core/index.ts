@@ -5,3 +5,4 @@ export * from './maintenance.js';
 export * from './manifest.js';
 export * from './names.js';
 export * from './observer.js';
+export * from './cache.js';

@@ -34,6 +34,11 @@ export interface ServerOptions extends HttpOptions {
   metrics?: Metrics;
   /** …and served at /metrics (admin rights when auth is on) when this is true, not when they have a listener of their own. */
   serveMetrics?: boolean;
+  /**
+   * Mirror requests (containerd's `?ns=HOST`): the repository prefix of the cached upstream for
+   * HOST, put before the name as sent; undefined: the request is served as if `ns` were absent.
+   */
+  mirror?: (ns: string) => string | undefined;
 }
 
 export function createRegistryServer(registry: Registry, options: ServerOptions): Server {
@@ -104,7 +109,9 @@ async function dispatch(registry: Registry, options: ServerOptions, req: Incomin
     return handleCatalog(registry, res, query, decision.catalog);
   }
   const match = route(method, rest, query);
-  const name = parseRepositoryName(match.name);
+  const ns = options.mirror && query.get('ns');
+  const prefix = ns ? options.mirror!(ns) : undefined;
+  const name = parseRepositoryName(prefix ? `${prefix}/${match.name}` : match.name);
   const need: Need = { kind: 'repository', name, action: match.action, ...(match.mountFrom !== undefined ? { mountFrom: match.mountFrom } : {}) };
   const decision = options.authorizer ? await options.authorizer.authorize(req, need) : FULL_ACCESS;
   const origin = originOf(req, decision.actor);

@@ -172,4 +172,24 @@ describe('secrets', () => {
     const out = await printed(['--config', reference], { PORTFOLIO_DATABASE_URL: '', MY_DB_URL: 'postgres://u:topsecret@h/db' });
     assert.deepEqual(out.database!.url, { env: 'MY_DB_URL' });
   });
+
+  it('config print hides event sink headers, passwords and URL credentials', async () => {
+    const sinks = await file(
+      'sinks.yaml',
+      [
+        'events:',
+        '  webhook: https://hook:flagpass@ci.example/hook',
+        '  sinks:',
+        '    - {name: ci, type: webhook, url: "https://u:urlpass@ci.example/x", headers: {Authorization: Bearer headerpass}}',
+        '    - {name: bus, type: nats, url: "nats://127.0.0.1:4222", subject: s, user: u, password: natspass}',
+        '',
+      ].join('\n'),
+    );
+    const result = await runCli(['config', 'print', '--config', sinks], { PORTFOLIO_EVENTS_WEBHOOK: '' });
+    assert.equal(result.code, 0, result.stderr);
+    for (const secret of ['flagpass', 'urlpass', 'headerpass', 'natspass']) assert.doesNotMatch(result.stdout, new RegExp(secret));
+    const out = parseYaml(result.stdout) as { events: { sinks: { name: string; headers?: Record<string, string> }[] } };
+    assert.deepEqual(out.events.sinks.map((s) => s.name), ['ci', 'bus']);
+    assert.deepEqual(out.events.sinks[0]!.headers, { Authorization: '***' });
+  });
 });

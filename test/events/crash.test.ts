@@ -39,6 +39,7 @@ test(`${ROUNDS} SIGKILLs during a push loop: every acknowledged push is delivere
       server = await startRegistry({ engineArgs, dataDir, args: ['--config', config] });
       const url = server.url;
       let stop = false;
+      let roundAcked = 0;
       const clients = Array.from({ length: CLIENTS }, async (_, c) => {
         const repo = `crash/c${c}`;
         for (let n = 0; !stop; n++) {
@@ -58,13 +59,16 @@ test(`${ROUNDS} SIGKILLs during a push loop: every acknowledged push is delivere
             if (res.status === 201) {
               acked.set(repo, [...(acked.get(repo) ?? []), { tag, digest: img.digest }]);
               ackedCount++;
+              roundAcked++;
             }
           } catch {
             return; // the server died under this request: its outcome is unknown
           }
         }
       });
-      await sleep(400 + randomInt(1200));
+      // Some pushes land in every round however slow the machine is, then the kill comes at a random moment.
+      for (let waited = 0; roundAcked < 8 && waited < 120_000; waited += 50) await sleep(50);
+      await sleep(randomInt(800));
       await kill(server);
       stop = true;
       await Promise.all(clients);

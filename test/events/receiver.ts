@@ -23,6 +23,8 @@ export class Receiver {
   /** Raw bodies of CloudEvents taken. */
   readonly cloudEvents: Record<string, unknown>[] = [];
   readonly contentTypes = new Set<string>();
+  /** Authorization headers of the requests taken. */
+  readonly authorizations = new Set<string>();
   mode: Mode = 'ok';
   /** Milliseconds to wait before answering a request it takes. */
   delayMs = 0;
@@ -72,6 +74,7 @@ export class Receiver {
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     const type = req.headers['content-type'] ?? '';
     this.contentTypes.add(type);
+    this.authorizations.add(req.headers.authorization ?? '');
     const body = JSON.parse(Buffer.concat(chunks).toString()) as { events?: ReceivedEvent[]; data?: ReceivedEvent };
     if (body.events) this.events.push(...body.events);
     else if (body.data) {

@@ -158,12 +158,13 @@ test('sinks filter by action, repository and media type; CloudEvents carry the s
         fastSink('all', all.url),
         fastSink('team-a', teamA.url, {
           format: 'cloudevents',
+          headers: { Authorization: { env: 'TEAM_A_HOOK_TOKEN' } },
           filter: { actions: ['push'], repositories: ['team-a/**'], media_types: ['application/vnd.oci.image.*'] },
         }),
       ],
     },
   });
-  const registry = await startRegistry({ args: ['--config', config] });
+  const registry = await startRegistry({ args: ['--config', config], env: { TEAM_A_HOOK_TOKEN: 'Bearer s3cret' } });
   try {
     const wanted = await pushTagged(registry.url, 'team-a/app', 'v1');
     await pushTagged(registry.url, 'team-b/app', 'v1');
@@ -181,6 +182,8 @@ test('sinks filter by action, repository and media type; CloudEvents carry the s
     assert.equal(cloud.subject, 'team-a/app:v1');
     assert.equal(event.target.digest, wanted.digest);
     assert.deepEqual([...teamA.contentTypes], ['application/cloudevents+json']);
+    assert.deepEqual([...teamA.authorizations], ['Bearer s3cret'], 'the header, its value from the environment');
+    assert.deepEqual([...all.authorizations], ['']);
     // The same event, same id, at both sinks.
     assert.ok(all.distinct().some((e) => e.id === event.id));
   } finally {

@@ -136,6 +136,9 @@ class SinkLoop {
       }
       if (claimed.length > 0) {
         await this.deliverAll(claimed);
+        // A full round means a backlog: go on at once. Otherwise let the next events gather.
+        const events = claimed.reduce((n, b) => n + b.deliveries.length, 0);
+        if (events < sink.batch && !this.stopped) await this.sleep(GATHER_MS, false);
         continue;
       }
       if (!this.woken) await this.sleep(this.options.pollMs);

@@ -55,9 +55,9 @@ export class Outbox {
     };
   }
 
-  /** Whether pulls are recorded at all (so a GET does not pay for an empty check). */
+  /** Whether pulls are recorded at all, so a GET does not open a write transaction that records nothing. */
   get recordsPulls(): boolean {
-    return this.routing.pulls && this.routing.selectors.length > 0;
+    return this.routing.pulls && this.routing.selectors.some((s) => s.selector.takesAction('pull'));
   }
 
   onRecorded(listener: () => void): void {
@@ -104,78 +104,31 @@ export class Outbox {
 
   async claim(sink: string, options: { streams: number; batch: number; leaseMs: number }): Promise<ClaimedBatch[]> {
     const db = this.database;
-    const rows = await db.tx(async (trx) => {
+    const dialect = db.dialect;
+    return db.tx(async (trx) => {
       const now = Date.now();
-      // Each repository's oldest pending event, if it is due and nobody holds it.
-      const heads = await trx
-        .selectFrom('event_deliveries as d')
-        .select(['d.event_id', 'd.repository'])
-        .where('d.sink', '=', sink)
-        .where('d.state', '=', STATE.pending)
-        .where('d.next_attempt_at', '<=', now)
-        .where('d.claimed_until', '<', now)
-        .where(({ not, exists, selectFrom }) =>
-          not(
-            exists(
-              selectFrom('event_deliveries as e')
-                .select('e.seq')
-                .whereRef('e.sink', '=', 'd.sink')
-                .where('e.state', '=', STATE.pending)
-                .whereRef('e.repository', '=', 'd.repository')
-                .whereRef('e.seq', '<', 'd.seq'),
-            ),
-          ),
-        )
-        .orderBy('d.next_attempt_at')
-        .limit(options.streams)
-        .$if(db.postgres, (q) => q.forUpdate().skipLocked())
-        .execute();
-      if (heads.length === 0) return [];
-      await trx
-        .updateTable('event_deliveries')
-        .set({ claimed_until: now + options.leaseMs })
-        .where('sink', '=', sink)
-        .where(
-          'event_id',
-          'in',
-          heads.map((h) => h.event_id),
-        )
-        .execute();
-      // The events after a head are nobody else's: only a queue's head can be claimed.
-      return trx
-        .selectFrom('event_deliveries')
-        .select(['repository', 'seq', 'attempts', 'payload'])
-        .where('sink', '=', sink)
-        .where('state', '=', STATE.pending)
-        .where(
-          'repository',
-          'in',
-          heads.map((h) => h.repository),
-        )
-        .orderBy('repository')
-        .orderBy('seq')
-        .limit(options.streams * options.batch)
-        .execute();
+      const heads = (await HEADS.execute(trx, dialect, sink, now, options.streams)).rows;
+      const batches: ClaimedBatch[] = [];
+      for (const head of heads) {
+        await CLAIM.execute(trx, dialect, now + options.leaseMs, sink, head.event_id);
+        // The events after a head are nobody else's: only a queue's head can be claimed.
+        const rows = (await QUEUE.execute(trx, dialect, sink, head.repository, options.batch)).rows;
+        batches.push({
+          sink,
+          repository: head.repository,
+          deliveries: rows.map((r) => ({ event: JSON.parse(r.payload) as RegistryEvent, attempts: r.attempts })),
+        });
+      }
+      return batches;
     });
-    const batches = new Map<string, ClaimedBatch>();
-    for (const row of rows) {
-      let batch = batches.get(row.repository);
-      if (!batch) batches.set(row.repository, (batch = { sink, repository: row.repository, deliveries: [] }));
-      if (batch.deliveries.length < options.batch) batch.deliveries.push({ event: JSON.parse(row.payload) as RegistryEvent, attempts: row.attempts });
-    }
-    return [...batches.values()];
   }
 
   async delivered(sink: string, ids: string[]): Promise<void> {
+    const dialect = this.database.dialect;
     const now = Date.now();
-    for (const slice of slices(ids)) {
-      await this.database.db
-        .updateTable('event_deliveries')
-        .set((eb) => ({ state: STATE.delivered, delivered_at: now, claimed_until: 0, attempts: eb('attempts', '+', 1), last_error: null }))
-        .where('sink', '=', sink)
-        .where('event_id', 'in', slice)
-        .execute();
-    }
+    await this.database.tx(async (trx) => {
+      for (const id of ids) await DELIVERED.execute(trx, dialect, now, sink, id);
+    });
   }
 
   async extend(sink: string, headIds: string[], leaseMs: number): Promise<void> {
@@ -315,4 +268,54 @@ const INSERT_DELIVERY = prepare((exec, _pg, eventId: string, sink: string, repos
     claimed_until: 0,
     created_at: now,
   }),
+);
+
+/** Each repository's oldest pending event for a sink, if it is due and unclaimed (locked on PostgreSQL, skipping rows another replica is claiming). */
+const HEADS = prepare((exec, pg, sink: string, now: number, limit: number) =>
+  exec
+    .selectFrom('event_deliveries as d')
+    .select(['d.event_id', 'd.repository'])
+    .where('d.sink', '=', sink)
+    .where('d.state', '=', STATE.pending)
+    .where('d.next_attempt_at', '<=', now)
+    .where('d.claimed_until', '<', now)
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('event_deliveries as e')
+            .select('e.seq')
+            .whereRef('e.sink', '=', 'd.sink')
+            .where('e.state', '=', STATE.pending)
+            .whereRef('e.repository', '=', 'd.repository')
+            .whereRef('e.seq', '<', 'd.seq'),
+        ),
+      ),
+    )
+    .orderBy('d.next_attempt_at')
+    .limit(limit)
+    .$if(pg, (q) => q.forUpdate().skipLocked()),
+);
+
+const CLAIM = prepare((exec, _pg, until: number, sink: string, eventId: string) =>
+  exec.updateTable('event_deliveries').set({ claimed_until: until }).where('sink', '=', sink).where('event_id', '=', eventId),
+);
+
+/** A repository's pending events for a sink, in order. */
+const QUEUE = prepare((exec, _pg, sink: string, repository: string, limit: number) =>
+  exec
+    .selectFrom('event_deliveries')
+    .select(['attempts', 'payload'])
+    .where('sink', '=', sink)
+    .where('state', '=', STATE.pending)
+    .where('repository', '=', repository)
+    .orderBy('seq')
+    .limit(limit),
+);
+
+const DELIVERED = prepare((exec, _pg, now: number, sink: string, eventId: string) =>
+  exec
+    .updateTable('event_deliveries')
+    .set((eb) => ({ state: STATE.delivered, delivered_at: now, claimed_until: 0, attempts: eb('attempts', '+', 1), last_error: null }))
+    .where('sink', '=', sink)
+    .where('event_id', '=', eventId),
 );

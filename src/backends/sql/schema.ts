@@ -86,6 +86,13 @@ export interface UploadChunksTable {
   content: Buffer;
 }
 
+/** When a cached manifest was last pulled through the cache (written in batches, see cache-ledger.ts). */
+export interface CachePullsTable {
+  repository_id: number;
+  digest: string;
+  pulled_at: number;
+}
+
 export interface LeasesTable {
   name: string;
   owner: string;
@@ -142,6 +149,7 @@ export interface Schema {
   leases: LeasesTable;
   event_streams: EventStreamsTable;
   event_deliveries: EventDeliveriesTable;
+  cache_pulls: CachePullsTable;
   policies: PoliciesTable;
 }
 
@@ -328,6 +336,18 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         // A sink's queue heads: its pending events per repository in sequence order.
         await db.schema.createIndex('event_deliveries_queue').on('event_deliveries').columns(['sink', 'state', 'repository', 'seq']).execute();
         await db.schema.createIndex('event_deliveries_done').on('event_deliveries').columns(['state', 'delivered_at']).execute();
+      },
+    },
+    '0007_cache_pulls': {
+      async up(db: Kysely<unknown>) {
+        // Keyed by digest, not manifest row: a pull recorded while the manifest is re-stored still counts.
+        await db.schema
+          .createTable('cache_pulls')
+          .addColumn('repository_id', t.ref, (c) => c.notNull().references('repositories.id').onDelete('cascade'))
+          .addColumn('digest', t.text, (c) => c.notNull())
+          .addColumn('pulled_at', t.int, (c) => c.notNull())
+          .addPrimaryKeyConstraint('cache_pulls_pk', ['repository_id', 'digest'])
+          .execute();
       },
     },
     '0008_policies': {
