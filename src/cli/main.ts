@@ -7,6 +7,7 @@ import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
 import { registerEventCommands } from './events.js';
 import { registerMaintenanceCommands } from './maintenance.js';
+import { registerPolicyCommands } from './policies.js';
 import { serveConfigured } from './serve.js';
 import { registerTransferCommands } from './transfer.js';
 import { VERSION } from './version.js';
@@ -54,6 +55,7 @@ withSettings(
 
 registerMaintenanceCommands(program);
 registerEventCommands(program);
+registerPolicyCommands(program);
 registerAuthCommands(program);
 registerCacheCommands(program);
 registerTransferCommands(program);

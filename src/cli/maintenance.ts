@@ -6,6 +6,7 @@ import { parseDuration } from './duration.js';
 import { configFromOptions, withSettings } from './config.js';
 import { openEngine, type Engine } from './engine.js';
 import { engineFrom } from './flags.js';
+import { formatQuotas } from './policies.js';
 import type { Config } from './settings.js';
 
 async function withEngine<T>(config: Config, work: (engine: Engine) => Promise<T>): Promise<T> {
@@ -94,8 +95,8 @@ export function registerMaintenanceCommands(program: Command): void {
   withSettings(program.command('du').description('storage used per repository and in total'), 'engine')
     .option('--json', 'print JSON')
     .action(async (flags: { json?: boolean }, command: Command) => {
-      const u = await withEngine(configFromOptions(command.opts()).config, ({ registry }) => registry.usage());
-      console.log(flags.json ? JSON.stringify(u) : formatUsage(u));
+      const [u, quotas] = await withEngine(configFromOptions(command.opts()).config, ({ registry }) => Promise.all([registry.usage(), registry.policies.quotaUsage()]));
+      console.log(flags.json ? JSON.stringify({ ...u, quotas }) : formatUsage(u) + (quotas.length ? `\n${formatQuotas(quotas)}` : ''));
     });
 
   const repo = program.command('repo').description('repository administration');

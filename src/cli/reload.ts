@@ -17,6 +17,8 @@ export interface ReloadContext {
   authorizer?: AccessControl;
   /** Applies the event settings (sinks, the flag's webhook, pulls). */
   applyEvents?: (config: Config) => Promise<void>;
+  /** Applies the file's policies (quotas, immutable tags) to the database. */
+  applyPolicies?: (config: Config) => Promise<void>;
 }
 
 export function watchReloads(context: ReloadContext): void {
@@ -58,11 +60,14 @@ async function reload(context: ReloadContext): Promise<void> {
   if (next.log.level !== context.running.log.level) logger.level = next.log.level;
   const eventsChanged = changed.some((key) => key.startsWith('events.'));
   if (eventsChanged && context.applyEvents) await context.applyEvents(next);
+  // Always: the file wins over API changes to the same rules on every reload (docs/policies.md).
+  if (context.applyPolicies) await context.applyPolicies(next);
   context.running = {
     ...context.running,
     log: { ...context.running.log, level: next.log.level },
     auth: { ...context.running.auth, policy: next.auth.policy },
     events: { ...context.running.events, webhook: next.events.webhook, sinks: next.events.sinks, pulls: next.events.pulls },
+    policies: next.policies,
   };
   if (needRestart.length) logger.warn({ settings: needRestart }, 'changed settings take effect at the next restart');
   logger.info({ changed }, 'configuration reloaded');

@@ -20,6 +20,7 @@ import { engineFrom } from './flags.js';
 import { limitsFrom } from './limits.js';
 import { createLogger, defaultLogFormat } from './log.js';
 import { watchReloads } from './reload.js';
+import { applyConfigPolicies, runScheduledRetention } from './policies.js';
 import type { Config } from './settings.js';
 import { uiFrom } from './ui.js';
 import { VERSION } from './version.js';
@@ -87,6 +88,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     await dispatcher.run(runners);
   };
   await startSinks(options.config);
+  await applyConfigPolicies(engine.registry.policies, options.config, logger);
   const health = new Health(() => engine.registry.readiness());
   // Repositories under an upstream's prefix are served through the pull-through cache (docs/proxy.md).
   const upstreams = options.config.proxy ?? [];
@@ -97,6 +99,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     logger,
     tls,
     maintenance: engine.registry,
+    policies: engine.registry.policies,
     chunkMinLength: engine.objects.minChunkBytes,
     limits: options.limits,
     health,
@@ -147,6 +150,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     const skipOrphanScan = Date.now() - lastOrphanScan < ORPHAN_SCAN_INTERVAL_MS;
     if (!skipOrphanScan) lastOrphanScan = Date.now();
     gcRunning = pruneCache()
+      .then(() => runScheduledRetention(engine.registry, logger))
       .then(() => engine.registry.collectGarbage({ ...options.gc, skipOrphanScan }))
       .then((report) => {
         metrics.gcPass(report);
@@ -218,7 +222,8 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
       engine.registry.routeEvents(eventRouting(config));
       await startSinks(config);
     };
-    watchReloads({ running: options.config, load: reload, logger, authorizer: security.authorizer, applyEvents });
+    const applyPolicies = (config: Config) => applyConfigPolicies(engine.registry.policies, config, logger);
+    watchReloads({ running: options.config, load: reload, logger, authorizer: security.authorizer, applyEvents, applyPolicies });
   }
 }
 

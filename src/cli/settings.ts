@@ -11,6 +11,7 @@ import { redact } from '../backends/sql/database.js';
 import { LIMIT_DEFAULTS } from '../http/limits.js';
 import { EVENT_ACTIONS } from '../core/events.js';
 import { RepositoryPattern } from '../core/patterns.js';
+import { TagPattern } from '../core/policies.js';
 import { EVENT_FORMATS } from '../backends/events/formats.js';
 import { proxySchema, redactProxies } from './proxy-settings.js';
 
@@ -153,6 +154,51 @@ function redactSinks(sinks: Record<string, unknown>[]): unknown {
     ...(typeof s.token === 'string' ? { token: '***' } : {}),
   }));
 }
+
+/** A repository pattern (src/core/patterns.ts), checked where it is written. */
+const repositoryPattern = () =>
+  text('a repository pattern').superRefine((p, ctx) => {
+    try {
+      new RepositoryPattern(p, 'pattern');
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^pattern: /, '') });
+    }
+  });
+
+/** `policies.quotas` and `policies.immutableTags` (docs/policies.md). */
+const quota = () => z.strictObject({ scope: repositoryPattern(), limit: size() }).transform((q) => ({ kind: 'quota' as const, ...q }));
+const immutableTags = () =>
+  z
+    .strictObject({
+      repositories: repositoryPattern(),
+      tags: text('a tag pattern').superRefine((p, ctx) => {
+        try {
+          new TagPattern(p, 'pattern');
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^pattern: /, '') });
+        }
+      }),
+    })
+    .transform((r) => ({ kind: 'immutable' as const, ...r }));
+
+const retention = () =>
+  z
+    .strictObject({
+      repositories: repositoryPattern(),
+      keepLast: count().optional(),
+      keepTags: text('a tag pattern')
+        .superRefine((p, ctx) => {
+          try {
+            new TagPattern(p, 'pattern');
+          } catch (err) {
+            ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^pattern: /, '') });
+          }
+        })
+        .optional(),
+      keepPulledWithin: duration().optional(),
+      deleteUntaggedAfter: duration().optional(),
+    })
+    .transform((r) => ({ kind: 'retention' as const, ...r }));
 
 const ADDR = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/;
 const addr = () => text('HOST:PORT').refine((v) => ADDR.test(v) && Number(ADDR.exec(v)![3]) <= 65535, { message: 'use HOST:PORT' });
@@ -484,6 +530,26 @@ export const SETTINGS = {
       help: 'how long a login to the web interface lasts',
       schema: duration().refine((ms) => ms > 0, { message: 'must be positive' }),
       on: SERVE,
+    }),
+  },
+  policies: {
+    quotas: setting({
+      help: 'storage quotas: [{scope: team-a/**, limit: 10GiB}] (docs/policies.md); applied at start and on SIGHUP',
+      schema: z.array(quota(), { error: 'expected a list of {scope, limit}' }),
+      on: SERVE,
+      reloadable: true,
+    }),
+    immutableTags: setting({
+      help: 'immutable tags: [{repositories: team-a/**, tags: v*}] (docs/policies.md); applied at start and on SIGHUP',
+      schema: z.array(immutableTags(), { error: 'expected a list of {repositories, tags}' }),
+      on: SERVE,
+      reloadable: true,
+    }),
+    retention: setting({
+      help: 'retention: [{repositories, keepLast, keepTags, keepPulledWithin, deleteUntaggedAfter}] (docs/policies.md); applied at start and on SIGHUP',
+      schema: z.array(retention(), { error: 'expected a list of {repositories, keepLast, keepTags, keepPulledWithin, deleteUntaggedAfter}' }),
+      on: SERVE,
+      reloadable: true,
     }),
   },
   metrics: {

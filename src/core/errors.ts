@@ -38,6 +38,8 @@ export const ErrorCode = {
   PAGINATION_NUMBER_INVALID: 'PAGINATION_NUMBER_INVALID',
   MANIFEST_REFERENCED: 'MANIFEST_REFERENCED',
   BLOB_REFERENCED: 'BLOB_REFERENCED',
+  /** A push moving, or a delete removing, a tag an immutable-tag policy protects. */
+  TAG_IMMUTABLE: 'TAG_IMMUTABLE',
   /** A manifest or blob larger than the registry accepts: the spec's SIZE_INVALID, with 413. */
   TOO_LARGE: 'SIZE_INVALID',
   /** A path no endpoint serves. */

@@ -3,12 +3,15 @@ import type { EventOrigin } from '../core/events.js';
 import type { Registry } from '../core/interfaces.js';
 import type { Maintenance } from '../core/maintenance.js';
 import type { RepositoryName } from '../core/names.js';
+import type { PolicyAdmin } from '../core/policies.js';
 
 export interface HttpOptions {
   /** Hint sent to clients on upload start (S3-backed stores want large chunks). */
   chunkMinLength?: number;
   /** Storage management behind the admin routes (`/_portfolio/…`), when the backend offers it. */
   maintenance?: Maintenance;
+  /** Quotas and immutable tags: the admin routes under `/_portfolio/policies` and the upload's early quota check. */
+  policies?: PolicyAdmin;
 }
 
 /** Everything a handler needs for one request. */

@@ -22,6 +22,8 @@ const REASONS: Record<Reason, Answer> = {
   // Deletes the registry refuses, to keep every manifest complete.
   BLOB_REFERENCED: { status: 409, code: SpecCode.DENIED },
   MANIFEST_REFERENCED: { status: 409, code: SpecCode.DENIED },
+  // Harbor answers 412, Docker Hub 403; a conflict with the tag's current state fits best (docs/policies.md).
+  TAG_IMMUTABLE: { status: 409, code: SpecCode.DENIED },
   // A path that is no endpoint names nothing the registry knows (UNSUPPORTED is the 405 of a method).
   ENDPOINT_UNKNOWN: { status: 404, code: SpecCode.NAME_UNKNOWN },
   // The spec's codes are all about the request; a failure of the server carries none.

@@ -37,6 +37,8 @@ describe('basic auth with --htpasswd alone', { timeout: 30_000 }, () => {
       ['POST', '/v2/a/blobs/uploads/'],
       ['DELETE', '/v2/a/manifests/latest'],
       ['GET', '/_portfolio/usage'],
+      ['GET', '/_portfolio/policies'],
+      ['PUT', '/_portfolio/policies'],
     ] as const) {
       const r = await call(`${registry.url}${path}`, { method });
       assert.equal(r.status, 401, `${method} ${path}`);
@@ -152,6 +154,9 @@ describe('basic auth with an access policy (--access-policy)', { timeout: 30_000
     expectError(await pushImageWith(registry.url, 'team/app', image(), 'v2', as('carol')), 403, 'DENIED', 'carol pushes to team/app');
     expectError(await pushImageWith(registry.url, 'public/a', image(), 'v2', as('carol')), 403, 'DENIED', 'carol pushes to public/a');
     expectError(await call(`${registry.url}/_portfolio/usage`, { headers: as('alice') }), 403, 'DENIED', 'alice on an admin route');
+    const rule = JSON.stringify({ kind: 'quota', scope: 'team/**', limit: '1KiB' });
+    expectError(await call(`${registry.url}/_portfolio/policies`, { method: 'PUT', headers: as('alice'), body: rule }), 403, 'DENIED', 'alice sets a policy');
+    expectError(await call(`${registry.url}/_portfolio/quotas`, { headers: as('alice') }), 403, 'DENIED', 'alice reads quotas');
   });
 
   it('the most specific rule decides: push but no delete, pull but not the secret', async () => {
@@ -163,6 +168,7 @@ describe('basic auth with an access policy (--access-policy)', { timeout: 30_000
     expectError(await call(`${registry.url}/v2/team/secret/manifests/v1`, { method: 'DELETE', headers: as('bob') }), 403, 'DENIED', 'bob may not delete in team/secret');
     assert.equal((await manifest('zeta/only-admin', as('root'))).status, 200);
     assert.equal((await call(`${registry.url}/_portfolio/usage`, { headers: as('root') })).status, 200);
+    assert.equal((await call(`${registry.url}/_portfolio/policies`, { headers: as('root') })).status, 200);
   });
 
   it('_catalog lists only what the caller may pull, and pages correctly', async () => {

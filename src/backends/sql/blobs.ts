@@ -6,6 +6,7 @@ import type { BlobHandle, BlobInfo, BlobStore } from '../../core/interfaces.js';
 import type { RepositoryName } from '../../core/names.js';
 import { ensureRepositoryId, findRepositoryId, type Context } from './context.js';
 import type { Executor } from './database.js';
+import { enforceQuota } from './policies.js';
 import { prepare, type Prepared } from './prepared.js';
 import type { Dialect } from './schema.js';
 
@@ -91,6 +92,7 @@ export class SqlBlobStore implements BlobStore {
       const blob = await source.$if(this.ctx.database.postgres, (q) => q.forShare()).executeTakeFirst();
       if (!blob) return null;
       const repositoryId = await ensureRepositoryId(trx, this.ctx.database.dialect, this.repository);
+      await enforceQuota(trx, this.ctx, this.repository, repositoryId, blob);
       await linkBlob(trx, this.ctx.database.dialect, repositoryId, blob.id);
       const target = { repository: this.repository, mediaType: 'application/octet-stream', digest, size: blob.size, ...(from !== null ? { fromRepository: from } : {}) };
       recorded = await events.record(trx, this.repository, this.origin, [{ action: 'mount', target, kind: 'blobs' }]);

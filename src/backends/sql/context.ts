@@ -4,6 +4,7 @@ import type { ObjectStore } from '../objects/object-store.js';
 import type { Database, Executor } from './database.js';
 import type { Outbox } from './events.js';
 import type { HashCache } from './hash-cache.js';
+import type { PullLog } from './pulls.js';
 import { prepare } from './prepared.js';
 import type { Dialect } from './schema.js';
 
@@ -31,6 +32,8 @@ export interface Context {
   hashes: HashCache;
   /** Where changes record their events, in their own transaction. */
   events: Outbox;
+  /** Last-pulled times, written in batches (retention). */
+  pulls?: PullLog;
 }
 
 export async function findRepositoryId(exec: Executor, dialect: Dialect, name: RepositoryName): Promise<number | null> {

@@ -8,6 +8,8 @@ import { ensureRepositoryId, type Context } from './context.js';
 import type { Executor } from './database.js';
 import { inSlices, slices } from './batches.js';
 import { prepare, type Prepared } from './prepared.js';
+import { immutableRule, refuseImmutableManifestDelete } from './policies.js';
+import { tagImmutable } from '../../core/policies.js';
 
 export class SqlManifestStore implements ManifestStore {
   constructor(
@@ -30,6 +32,7 @@ export class SqlManifestStore implements ManifestStore {
   async get(reference: Reference): Promise<StoredManifest | null> {
     const row = await this.find(GET_BY_DIGEST, GET_BY_TAG, reference);
     if (!row) return null;
+    this.ctx.pulls?.note(row.id);
     if (this.ctx.events.recordsPulls) await this.recordPull(reference, row);
     return { digest: row.digest as Digest, mediaType: row.media_type, size: row.size, bytes: Buffer.from(row.content) };
   }
@@ -95,7 +98,13 @@ export class SqlManifestStore implements ManifestStore {
         await trx.updateTable('repository_blobs').set({ touched_at: now }).where('repository_id', '=', repositoryId).where('blob_id', 'in', slice).execute();
       }
       if (reference.kind === 'tag') {
-        await SET_TAG.execute(trx, dialect, repositoryId, reference.tag, manifestId, now);
+        const rule = await immutableRule(trx, this.ctx, this.repository, reference.tag);
+        if (!rule) await SET_TAG.execute(trx, dialect, repositoryId, reference.tag, manifestId, now);
+        else if ((await ADD_TAG.affected(trx, dialect, repositoryId, reference.tag, manifestId, now)) === 0n) {
+          // The tag exists (or a concurrent push just created it: the insert waited for it to commit).
+          const current = await TAG_TARGET.first(trx, dialect, repositoryId, reference.tag);
+          if (current && current.manifest_id !== manifestId) throw tagImmutable(this.repository, reference.tag, rule, `it points to ${current.digest}, not ${digest}`);
+        }
       }
       const target = {
         repository: this.repository,
@@ -144,6 +153,12 @@ export class SqlManifestStore implements ManifestStore {
       const repository = await trx.selectFrom('repositories').select('id').where('name', '=', this.repository).executeTakeFirst();
       if (!repository) throw errors.manifestUnknown(referenceString(reference));
       if (reference.kind === 'tag') {
+        const rule = await immutableRule(trx, this.ctx, this.repository, reference.tag);
+        if (rule) {
+          const exists = await trx.selectFrom('tags').select('name').where('repository_id', '=', repository.id).where('name', '=', reference.tag).executeTakeFirst();
+          if (!exists) throw errors.manifestUnknown(reference.tag);
+          throw tagImmutable(this.repository, reference.tag, rule, 'it cannot be deleted');
+        }
         const deleted = await trx.deleteFrom('tags').where('repository_id', '=', repository.id).where('name', '=', reference.tag).executeTakeFirst();
         if (deleted.numDeletedRows === 0n) throw errors.manifestUnknown(reference.tag);
         return events.record(trx, this.repository, this.origin, [{ action: 'delete', target: { repository: this.repository, tag: reference.tag } }]);
@@ -168,6 +183,7 @@ export class SqlManifestStore implements ManifestStore {
           index: parent.digest,
         });
       }
+      await refuseImmutableManifestDelete(trx, this.ctx, this.repository, manifest.id, reference.digest);
       await trx.deleteFrom('tags').where('manifest_id', '=', manifest.id).execute();
       await trx.deleteFrom('manifests').where('id', '=', manifest.id).execute();
       return events.record(trx, this.repository, this.origin, [{ action: 'delete', target: { repository: this.repository, digest: reference.digest } }]);
@@ -211,10 +227,10 @@ const HEAD_BY_DIGEST = prepare((exec, _pg, repository: string, digest: string) =
 );
 const HEAD_BY_TAG = prepare((exec, _pg, repository: string, tag: string) => manifestByTag(exec, repository, tag).select(['m.digest', 'm.media_type', 'm.size']));
 const GET_BY_DIGEST = prepare((exec, _pg, repository: string, digest: string) =>
-  manifestBy(exec, repository).where('m.digest', '=', digest).select(['m.digest', 'm.media_type', 'm.size', 'm.content']),
+  manifestBy(exec, repository).where('m.digest', '=', digest).select(['m.id', 'm.digest', 'm.media_type', 'm.size', 'm.content']),
 );
 const GET_BY_TAG = prepare((exec, _pg, repository: string, tag: string) =>
-  manifestByTag(exec, repository, tag).select(['m.digest', 'm.media_type', 'm.size', 'm.content']),
+  manifestByTag(exec, repository, tag).select(['m.id', 'm.digest', 'm.media_type', 'm.size', 'm.content']),
 );
 
 /** Marks an existing manifest as pushed now, locking its row (see put). */
@@ -258,4 +274,23 @@ const SET_TAG = prepare((exec, _pg, repositoryId: number, tag: string, manifestI
     .insertInto('tags')
     .values({ repository_id: repositoryId, name: tag, manifest_id: manifestId, updated_at: now })
     .onConflict((oc) => oc.columns(['repository_id', 'name']).doUpdateSet({ manifest_id: manifestId, updated_at: now })),
+);
+
+/** Creates a tag only where it does not exist yet (immutable tags never move). */
+const ADD_TAG = prepare((exec, _pg, repositoryId: number, tag: string, manifestId: number, now: number) =>
+  exec
+    .insertInto('tags')
+    .values({ repository_id: repositoryId, name: tag, manifest_id: manifestId, updated_at: now })
+    .onConflict((oc) => oc.columns(['repository_id', 'name']).doNothing()),
+);
+
+/** Where a tag points, its row locked on PostgreSQL until the transaction ends. */
+const TAG_TARGET = prepare((exec, pg, repositoryId: number, tag: string) =>
+  exec
+    .selectFrom('tags as t')
+    .innerJoin('manifests as m', 'm.id', 't.manifest_id')
+    .select(['t.manifest_id', 'm.digest'])
+    .where('t.repository_id', '=', repositoryId)
+    .where('t.name', '=', tag)
+    .$if(pg, (q) => q.forUpdate()),
 );

@@ -16,6 +16,10 @@ import { HashCache } from './hash-cache.js';
 import { collectGarbage } from './gc.js';
 import { SqlManifestStore } from './manifests.js';
 import { readiness, stats } from './observe.js';
+import { SqlPolicies } from './policies.js';
+import { PullLog } from './pulls.js';
+import { runRetention } from './retention.js';
+import type { RetentionReport } from '../../core/policies.js';
 import { usage } from './usage.js';
 import { SqlBrowse } from './browse.js';
 import type { Browse } from '../../core/browse.js';
@@ -27,10 +31,13 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog,
   private readonly ctx: Context;
   /** The read queries of the web interface's API. */
   readonly browse: Browse;
+  /** Quotas and immutable tags (docs/policies.md). */
+  readonly policies: SqlPolicies;
 
   constructor(database: Database, objects: ObjectStore, options: SqlRegistryOptions) {
-    this.ctx = { database, objects, options, hashes: new HashCache(options.uploadTtlMs), events: new Outbox(database) };
+    this.ctx = { database, objects, options, hashes: new HashCache(options.uploadTtlMs), events: new Outbox(database), pulls: new PullLog(database) };
     this.browse = new SqlBrowse(this.ctx);
+    this.policies = new SqlPolicies(this.ctx);
   }
 
   repository(name: RepositoryName, origin?: EventOrigin): Repository {
@@ -118,6 +125,11 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog,
 
   collectGarbage(options: GcOptions): Promise<GcReport> {
     return collectGarbage(this.ctx, options, () => this.expireUploads());
+  }
+
+  /** Retention (docs/policies.md): the plan with `dryRun`, else the deletions, under the collection lease. */
+  retention(options: { dryRun?: boolean; origin?: EventOrigin } = {}): Promise<RetentionReport> {
+    return runRetention(this.ctx, options);
   }
 
   fsck(options: FsckOptions): Promise<FsckReport> {
@@ -211,6 +223,7 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog,
   }
 
   async close(): Promise<void> {
+    await this.ctx.pulls?.flush().catch(() => {});
     await this.ctx.objects.close();
     await this.ctx.database.close();
   }

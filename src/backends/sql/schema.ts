@@ -4,7 +4,7 @@
  * it), index entries point at manifests, and links point at blob rows (so garbage collection
  * cannot delete a blob that anything still links).
  */
-import { sql, type Generated, type Kysely, type Migration } from 'kysely';
+import { sql, type ColumnType, type Generated, type Kysely, type Migration } from 'kysely';
 
 export interface RepositoriesTable {
   id: Generated<number>;
@@ -41,6 +41,8 @@ export interface ManifestsTable {
   created_at: number;
   /** Last push of these bytes or tagging: the untagged age that collection counts from. */
   pushed_at: number;
+  /** Last pull, recorded in batches (pulls.ts): retention's keepPulledWithin. Since 0008. */
+  last_pulled_at: ColumnType<number | null, number | null | undefined, number | null>;
 }
 export interface ManifestBlobsTable {
   manifest_id: number;
@@ -122,6 +124,18 @@ export interface EventDeliveriesTable {
   delivered_at: number | null;
 }
 
+/** A quota or immutable-tag rule (src/core/policies.ts), from the configuration file or the admin API. */
+export interface PoliciesTable {
+  /** `quota:SCOPE` or `immutable:REPOSITORIES:TAGS`: one rule per scope. */
+  id: string;
+  kind: string;
+  /** The rule as JSON (a PolicyRule). */
+  rule: string;
+  /** `config` (the file owns it) or `api`. */
+  source: string;
+  updated_at: number;
+}
+
 export interface Schema {
   repositories: RepositoriesTable;
   blobs: BlobsTable;
@@ -136,6 +150,7 @@ export interface Schema {
   event_streams: EventStreamsTable;
   event_deliveries: EventDeliveriesTable;
   cache_pulls: CachePullsTable;
+  policies: PoliciesTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -333,6 +348,20 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('pulled_at', t.int, (c) => c.notNull())
           .addPrimaryKeyConstraint('cache_pulls_pk', ['repository_id', 'digest'])
           .execute();
+      },
+    },
+    '0008_policies': {
+      async up(db: Kysely<unknown>) {
+        // Few rows, read inside the transactions they govern; a quota's row is also its scope's lock.
+        await db.schema
+          .createTable('policies')
+          .addColumn('id', t.text, (c) => c.primaryKey())
+          .addColumn('kind', t.text, (c) => c.notNull())
+          .addColumn('rule', t.text, (c) => c.notNull())
+          .addColumn('source', t.text, (c) => c.notNull())
+          .addColumn('updated_at', t.int, (c) => c.notNull())
+          .execute();
+        await db.schema.alterTable('manifests').addColumn('last_pulled_at', t.int).execute();
       },
     },
   };

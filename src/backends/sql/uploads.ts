@@ -15,6 +15,7 @@ import { linkBlob } from './blobs.js';
 import { ensureRepositoryId, type Context } from './context.js';
 import { isForeignKeyViolation, isUniqueViolation } from './database.js';
 import { Meter } from './meter.js';
+import { enforceQuota } from './policies.js';
 import { prepare } from './prepared.js';
 import { readUpTo, spill, toClientError, type Head } from './upload-inline.js';
 import { UploadLease } from './upload-lease.js';
@@ -259,6 +260,7 @@ export class SqlUploadStore implements UploadStore {
             const inserted = await INSERT_BLOB.first(trx, dialect, digest, row.size, row.object_key, row.content, Date.now());
             blobId = inserted!.id;
           }
+          await enforceQuota(trx, this.ctx, this.repository, row.repository_id, { id: blobId, size: existing?.size ?? row.size });
           await linkBlob(trx, dialect, row.repository_id, blobId);
           return { duplicate: existing !== undefined };
         });

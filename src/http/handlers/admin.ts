@@ -2,6 +2,7 @@
  * Portfolio's own admin routes, outside the distribution API:
  *   GET    /_portfolio/usage                  storage per repository and in total
  *   DELETE /_portfolio/repositories/<name>    delete a repository (collection reclaims its bytes)
+ *   /_portfolio/policies…, /_portfolio/quotas   see policies.ts
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EventOrigin } from '../../core/events.js';
@@ -9,6 +10,7 @@ import { errors } from '../../core/errors.js';
 import { parseRepositoryName } from '../../core/names.js';
 import type { HttpOptions } from '../context.js';
 import { sendEmpty, sendJson } from '../respond.js';
+import { handlePolicies } from './policies.js';
 
 export const ADMIN_PREFIX = '/_portfolio/';
 
@@ -16,9 +18,11 @@ export async function handleAdmin(options: HttpOptions, req: IncomingMessage, re
   const maintenance = options.maintenance;
   if (!maintenance) throw errors.endpointUnknown();
   const rest = path.slice(ADMIN_PREFIX.length);
+  if (options.policies && (await handlePolicies(options.policies, req, res, rest))) return;
   if (rest === 'usage') {
     if (req.method !== 'GET') throw errors.unsupported(`method ${req.method} is not allowed`);
-    return sendJson(res, 200, await maintenance.usage());
+    const quotas = options.policies ? { quotas: await options.policies.quotaUsage() } : {};
+    return sendJson(res, 200, { ...(await maintenance.usage()), ...quotas });
   }
   if (rest.startsWith('repositories/')) {
     if (req.method !== 'DELETE') throw errors.unsupported(`method ${req.method} is not allowed`);

@@ -7,6 +7,7 @@ import type { MethodTable } from '../router.js';
 import { contentLength, hasBody, parseContentRange } from '../request.js';
 import { sendEmpty } from '../respond.js';
 import { errors } from '../../core/errors.js';
+import { quotaExceeded } from '../../core/policies.js';
 
 function sessionHeaders(state: UploadState): Record<string, string> {
   return {
@@ -33,6 +34,17 @@ function chunkOptions(ctx: RequestContext): AppendOptions {
   return length === undefined ? {} : { length };
 }
 
+/**
+ * Fails fast: a body whose declared length already exceeds what the repository's tightest quota
+ * has left is refused before its bytes are read. The commit checks again, atomically.
+ */
+async function refuseOverQuota(ctx: RequestContext, start = 0): Promise<void> {
+  const length = contentLength(ctx.req);
+  if (!ctx.options.policies || length === undefined || length === 0) return;
+  const room = await ctx.options.policies.quotaRoom(ctx.name);
+  if (room && start + length > room.limit - room.used) throw quotaExceeded(room, start + length);
+}
+
 /** `POST /v2/<name>/blobs/uploads/`: start a session, upload in one request (`?digest=`), or mount. */
 async function startUpload(ctx: RequestContext): Promise<void> {
   const { registry, name, query, res, options, origin } = ctx;
@@ -52,6 +64,7 @@ async function startUpload(ctx: RequestContext): Promise<void> {
   const digestParam = query.get('digest');
   if (digestParam !== null) {
     const digest = parseDigest(digestParam);
+    await refuseOverQuota(ctx);
     const session = await repository.uploads.start();
     try {
       await repository.uploads.complete(session.id, digest, hasBody(ctx.req) ? ctx.req : null, chunkOptions(ctx));
@@ -83,6 +96,7 @@ async function uploadStatus(ctx: RequestContext): Promise<void> {
 
 /** `PATCH /v2/<name>/blobs/uploads/<id>`: append a chunk (ranged, or streamed without a length). */
 async function appendChunk(ctx: RequestContext): Promise<void> {
+  await refuseOverQuota(ctx, parseContentRange(ctx.req.headers['content-range'])?.start ?? 0);
   const state = await ctx.registry.repository(ctx.name, ctx.origin).uploads.append(ctx.param, ctx.req, chunkOptions(ctx));
   sendEmpty(ctx.res, 202, sessionHeaders(state));
 }
@@ -92,6 +106,7 @@ async function completeUpload(ctx: RequestContext): Promise<void> {
   const digestParam = ctx.query.get('digest');
   if (digestParam === null) throw errors.digestInvalid('the digest query parameter is required');
   const digest = parseDigest(digestParam);
+  await refuseOverQuota(ctx, parseContentRange(ctx.req.headers['content-range'])?.start ?? 0);
   const uploads = ctx.registry.repository(ctx.name, ctx.origin).uploads;
   await uploads.complete(ctx.param, digest, hasBody(ctx.req) ? ctx.req : null, chunkOptions(ctx));
   blobCreated(ctx, digest);
