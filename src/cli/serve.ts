@@ -23,6 +23,7 @@ import { watchReloads } from './reload.js';
 import { applyConfigPolicies, runScheduledRetention } from './policies.js';
 import type { Config } from './settings.js';
 import { uiFrom } from './ui.js';
+import type { GcStatus } from '../http/api/api.js';
 import { VERSION } from './version.js';
 
 export interface ServeOptions extends EngineOptions {
@@ -89,6 +90,8 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
   };
   await startSinks(options.config);
   await applyConfigPolicies(engine.registry.policies, options.config, logger);
+  // The last background collection pass, for the web interface's usage page.
+  let lastGc: GcStatus | null = null;
   const health = new Health(() => engine.registry.readiness());
   // Repositories under an upstream's prefix are served through the pull-through cache (docs/proxy.md).
   const upstreams = options.config.proxy ?? [];
@@ -105,7 +108,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     health,
     metrics,
     serveMetrics: !metricsAt,
-    ...uiFrom(options.config, engine.registry, logger),
+    ...uiFrom(options.config, engine.registry, logger, () => lastGc),
     ...(proxy ? { mirror: (ns: string) => proxy.mirrorPrefix(ns) } : {}),
     ...security,
   });
@@ -154,11 +157,13 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
       .then(() => engine.registry.collectGarbage({ ...options.gc, skipOrphanScan }))
       .then((report) => {
         metrics.gcPass(report);
+        if (report.ran) lastGc = { at: Date.now(), report };
         const removed = report.manifestsDeleted + report.linksDeleted + report.blobsDeleted + report.orphanObjectsDeleted + report.uploadsExpired;
         if (report.ran && removed > 0) logger.info({ ...report }, 'garbage collected');
       })
       .catch((err: unknown) => {
         metrics.gcPass(null);
+        lastGc = { at: Date.now(), error: (err as Error).message };
         logger.error({ err }, 'garbage collection failed');
       })
       .finally(() => {

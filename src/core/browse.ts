@@ -37,6 +37,8 @@ export interface TagSummary {
   platforms: string[];
   /** Last time the tag was pushed or moved (ms since the epoch). */
   pushedAt: number;
+  /** Last pull of its manifest (ms since the epoch; recorded in batches), null when never pulled. */
+  lastPulledAt: number | null;
 }
 
 export type TagSort = 'name' | 'pushed';

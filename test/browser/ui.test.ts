@@ -217,6 +217,8 @@ describe('web interface in Chromium', () => {
     await tabTo('apps/web');
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'apps/web', level: 1 }).waitFor();
+    // Focus moves once the page has rendered; give a busy machine a moment for that effect.
+    await page.waitForFunction(() => document.activeElement?.tagName === 'H1', null, { timeout: 5000 }).catch(() => undefined);
     assert.equal(await page.evaluate(() => document.activeElement?.tagName), 'H1', 'the new page takes focus at its heading');
     await tabTo('v1');
     await page.keyboard.press('Enter');

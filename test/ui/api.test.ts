@@ -86,11 +86,44 @@ describe('JSON API', () => {
     assert.equal((await call(`${url}${API}/repositories/none/here/tags`)).status, 404);
   });
 
+  it('marks tags an immutable rule protects, shows last pulls, and gives admins quotas and collection status', async () => {
+    const before = await call(`${url}${API}/repositories/lib/pkg-0/tags`);
+    assert.equal(before.json.tags[0].lastPulledAt, null, 'never pulled');
+    assert.equal(before.json.tags[0].immutable, null);
+    assert.equal((await call(`${url}/v2/lib/pkg-0/manifests/latest`)).status, 200);
+    const rule = await call(`${url}/_portfolio/policies`, {
+      method: 'PUT',
+      headers: { ...ROOT, 'content-type': 'application/json' },
+      body: JSON.stringify({ kind: 'immutable', repositories: 'lib/**', tags: 'lat*' }),
+    });
+    assert.equal(rule.status, 200, rule.text);
+    const quota = await call(`${url}/_portfolio/policies`, {
+      method: 'PUT',
+      headers: { ...ROOT, 'content-type': 'application/json' },
+      body: JSON.stringify({ kind: 'quota', scope: 'lib/**', limit: '1GiB' }),
+    });
+    assert.equal(quota.status, 200, quota.text);
+    const after = await call(`${url}${API}/repositories/lib/pkg-0/tags`);
+    assert.ok(Date.parse(after.json.tags[0].lastPulledAt) > 0, 'the pull shows (pulls are written before the page is read)');
+    assert.deepEqual(after.json.tags[0].immutable, { repositories: 'lib/**', tags: 'lat*' });
+    assert.equal((await call(`${url}${API}/repositories/apps/web/tags`)).json.tags[0].immutable, null, 'the rule names lib/** only');
+    const usage = await call(`${url}${API}/usage`, { headers: ROOT });
+    assert.equal(usage.status, 200, usage.text);
+    assert.equal(usage.json.quotas.length, 1);
+    assert.equal(usage.json.quotas[0].scope, 'lib/**');
+    assert.equal(usage.json.quotas[0].limit, 1024 ** 3);
+    assert.ok(usage.json.quotas[0].used > 7 * 2048, `used ${usage.json.quotas[0].used}`);
+    assert.ok('gc' in usage.json);
+    assert.equal((await call(`${url}/_portfolio/policies/${encodeURIComponent(rule.json.id)}`, { method: 'DELETE', headers: ROOT })).status, 204);
+    assert.equal((await call(`${url}/_portfolio/policies/${encodeURIComponent(quota.json.id)}`, { method: 'DELETE', headers: ROOT })).status, 204);
+  });
+
   it('shows a manifest with its config, layers and referrers grouped by artifact type', async () => {
     const r = await call(`${url}${API}/repositories/apps/web/manifests/v1`);
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.digest, amd.digest);
     assert.equal(r.json.kind, 'image');
+    assert.equal(r.json.config.shown, true, 'a small config is kept in the database');
     assert.equal(r.json.config.platform, 'linux/amd64');
     assert.equal(r.json.layers.length, 2);
     assert.deepEqual(r.json.referrers.map((g: { artifactType: string }) => g.artifactType), ['application/vnd.dev.cosign.signature']);
@@ -161,6 +194,23 @@ describe('JSON API', () => {
     assert.equal((await call(`${url}/ui/r/apps/web`)).status, 200, 'any page path is the page');
     assert.equal((await call(`${url}/ui/assets/missing.js`)).status, 404);
     assert.equal((await call(`${url}/ui/`, { method: 'POST' })).status, 405);
+  });
+});
+
+describe('configs kept in the object store', () => {
+  it('are not read to build a page', async () => {
+    const registry = await startRegistry({ args: ['--inline-blob-size', '0'] });
+    try {
+      const img = image();
+      assert.equal((await pushImageWith(registry.url, 'big/config', img, 'v1', {})).status, 201);
+      const r = await call(`${registry.url}${API}/repositories/big/config/manifests/v1`);
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.config.shown, false);
+      assert.equal(r.json.config.digest, img.config.digest);
+      assert.equal(r.json.config.platform, null);
+    } finally {
+      await registry.stop();
+    }
   });
 });
 

@@ -31,6 +31,10 @@ export interface Tag {
   size: number;
   platforms: string[];
   pushedAt: string;
+  /** Recorded in batches: a pull shows up within seconds. */
+  lastPulledAt: string | null;
+  /** The immutable-tag rule that protects it. */
+  immutable: { repositories: string; tags: string } | null;
 }
 
 export interface Descriptor {
@@ -55,6 +59,8 @@ export interface Manifest {
   config: {
     digest: string;
     size: number;
+    /** False when the config is not kept in the database: its fields are then empty. */
+    shown: boolean;
     platform: string | null;
     created: string | null;
     user: string | null;
@@ -76,6 +82,8 @@ export interface Usage {
   blobs: number;
   repositoryCount: number;
   events: { sink: string; pending: number; failed: number; oldestPendingAt: string | null }[];
+  quotas: { scope: string; used: number; limit: number }[];
+  gc: { at: string; report?: { manifestsDeleted: number; blobsDeleted: number; bytesFreed: number; durationMs: number }; error?: string } | null;
 }
 
 export class ApiError extends Error {

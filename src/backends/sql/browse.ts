@@ -28,6 +28,7 @@ interface TagRow {
   artifact_type: string | null;
   content: Buffer | Uint8Array;
   size: number | string | null;
+  last_pulled_at: number | string | null;
 }
 
 export class SqlBrowse implements Browse {
@@ -99,9 +100,11 @@ export class SqlBrowse implements Browse {
       if (query.after) where.push(sql`t.name > ${query.after.name}`);
       order = sql`t.name`;
     }
+    // Pulls noted in this process are written first, so the page shows them.
+    await this.ctx.pulls?.flush();
     // The page's keys first, sorted as narrow rows; sizes and contents only for the page.
     const rows = await sql<TagRow>`
-      select t.name, t.updated_at, m.digest, m.media_type, m.artifact_type, m.content, ${manifestSize(sql`m`)} as size
+      select t.name, t.updated_at, m.digest, m.media_type, m.artifact_type, m.content, m.last_pulled_at, ${manifestSize(sql`m`)} as size
       from (select t.name, t.updated_at, t.manifest_id from tags t where ${sql.join(where, sql` and `)} order by ${order} limit ${query.limit + 1}) t
       join manifests m on m.id = t.manifest_id
       order by ${order}`.execute(this.db);
@@ -116,6 +119,7 @@ export class SqlBrowse implements Browse {
       size: Number(r.size ?? 0),
       platforms: platformsOf(parsed[i] ?? null, configs),
       pushedAt: Number(r.updated_at),
+      lastPulledAt: r.last_pulled_at === null ? null : Number(r.last_pulled_at),
     }));
     return { items, more: rows.rows.length > query.limit };
   }

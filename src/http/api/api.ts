@@ -18,7 +18,8 @@ import { parseDigest } from '../../core/digest.js';
 import { errors, ErrorCode, RegistryError } from '../../core/errors.js';
 import type { EventOrigin, SinkBacklog } from '../../core/events.js';
 import type { Registry } from '../../core/interfaces.js';
-import type { Maintenance } from '../../core/maintenance.js';
+import type { GcReport, Maintenance } from '../../core/maintenance.js';
+import { immutableRuleFor, type ImmutableRule, type QuotaUsage } from '../../core/policies.js';
 import { parseReference, parseRepositoryName, type RepositoryName } from '../../core/names.js';
 import type { Authorizer, CatalogVisibility } from '../auth/authorizer.js';
 import { readBody } from '../request.js';
@@ -34,6 +35,21 @@ export interface ApiOptions {
   sessions: Sessions;
   /** Event delivery queues per sink, shown to admins with the usage. */
   eventBacklog?: () => Promise<SinkBacklog[]>;
+  /** Immutable-tag rules, to mark the tags they protect. */
+  immutableRules?: () => Promise<ImmutableRule[]>;
+  /** Quota scopes with their used and allowed bytes, shown to admins with the usage. */
+  quotas?: () => Promise<QuotaUsage[]>;
+  /** This process's last background garbage collection pass, shown to admins. */
+  gcStatus?: () => GcStatus | null;
+}
+
+/** A background collection pass as the usage page shows it. */
+export interface GcStatus {
+  /** When it ended (ms since the epoch). */
+  at: number;
+  /** Its report, or why it failed. */
+  report?: GcReport;
+  error?: string;
 }
 
 interface ApiContext {
@@ -50,8 +66,6 @@ interface ApiContext {
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 200;
-/** Largest config blob read for the detail page. */
-const MAX_CONFIG_BYTES = 1 << 20;
 
 export async function handleApi(
   registry: Registry,
@@ -245,9 +259,18 @@ async function listTags(ctx: ApiContext, raw: string): Promise<void> {
     ...(after ? { after: { name: after.name, pushedAt: (after as { pushedAt?: number }).pushedAt ?? 0 } } : {}),
   });
   if (!page) throw errors.nameUnknown(name);
+  const rules = ctx.api.immutableRules ? await ctx.api.immutableRules() : [];
   const last = page.items[page.items.length - 1];
   sendJson(ctx.res, 200, {
-    tags: page.items.map((t) => ({ ...t, pushedAt: new Date(t.pushedAt).toISOString() })),
+    tags: page.items.map((t) => {
+      const rule = immutableRuleFor(rules, name, t.name);
+      return {
+        ...t,
+        pushedAt: new Date(t.pushedAt).toISOString(),
+        lastPulledAt: t.lastPulledAt === null ? null : new Date(t.lastPulledAt).toISOString(),
+        immutable: rule ? { repositories: rule.repositories, tags: rule.tags } : null,
+      };
+    }),
     next: page.more && last ? encodeCursor(sort === 'pushed' ? { name: last.name, pushedAt: last.pushedAt } : { name: last.name }) : null,
   });
 }
@@ -258,24 +281,11 @@ async function manifest(ctx: ApiContext, raw: string, reference: string): Promis
   await ctx.caller.require({ kind: 'repository', name, action: 'pull' });
   const detail = await ctx.api.browse.manifest(name, reference);
   if (!detail) throw errors.manifestUnknown(reference);
+  // Only a config kept in the database is shown: a page never reads the object store.
   const configDigest = configDigestOf(detail.content);
-  let config: Buffer | null = null;
-  if (configDigest) {
-    const blob = detail.blobs.get(configDigest);
-    config = blob?.inline ?? null;
-    // A config kept in the object store: one small read, never a listing.
-    if (!config && blob && blob.size <= MAX_CONFIG_BYTES) config = await readSmallBlob(ctx.registry, name, configDigest);
-  }
+  const config = configDigest ? (detail.blobs.get(configDigest)?.inline ?? null) : null;
   const canDelete = await ctx.caller.may({ kind: 'repository', name, action: 'delete' });
   sendJson(ctx.res, 200, { ...manifestView(name, detail, config), can: { delete: canDelete } });
-}
-
-async function readSmallBlob(registry: Registry, name: RepositoryName, digest: string): Promise<Buffer | null> {
-  const handle = await registry.repository(name).blobs.open(parseDigest(digest));
-  if (!handle) return null;
-  const chunks: Buffer[] = [];
-  for await (const chunk of await handle.read()) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 async function deleteManifest(ctx: ApiContext, raw: string, reference: string, kind: 'tag' | 'digest'): Promise<void> {
@@ -299,11 +309,13 @@ async function usage(ctx: ApiContext): Promise<void> {
   await ctx.caller.require({ kind: 'admin' });
   const limit = limitOf(ctx.query);
   const after = decodeCursor(ctx.query, isNameCursor)?.name;
-  const [totals, page, backlog] = await Promise.all([
+  const [totals, page, backlog, quotas] = await Promise.all([
     ctx.api.browse.usageSummary(),
     ctx.api.browse.repositories({ limit, ...(after !== undefined ? { after } : {}) }),
     ctx.api.eventBacklog ? ctx.api.eventBacklog() : Promise.resolve([]),
+    ctx.api.quotas ? ctx.api.quotas() : Promise.resolve([]),
   ]);
+  const gc = ctx.api.gcStatus?.() ?? null;
   const last = page.items[page.items.length - 1];
   sendJson(ctx.res, 200, {
     storedBytes: totals.storedBytes,
@@ -312,5 +324,7 @@ async function usage(ctx: ApiContext): Promise<void> {
     repositories: page.items.map(summaryJson),
     next: page.more && last ? encodeCursor({ name: last.name }) : null,
     events: backlog.map((b) => ({ ...b, oldestPendingAt: b.oldestPendingAt === null ? null : new Date(b.oldestPendingAt).toISOString() })),
+    quotas,
+    gc: gc ? { at: new Date(gc.at).toISOString(), ...(gc.report ? { report: gc.report } : {}), ...(gc.error ? { error: gc.error } : {}) } : null,
   });
 }

@@ -7,6 +7,8 @@ export interface ConfigView {
   digest: string;
   mediaType: string;
   size: number;
+  /** False when the config blob is not kept in the database (larger than the inline size): its fields are then empty. */
+  shown: boolean;
   platform: string | null;
   created: string | null;
   user: string | null;
@@ -94,6 +96,7 @@ function configView(desc: Json, bytes: Buffer | null): ConfigView {
     digest: str(desc.digest) ?? '',
     mediaType: str(desc.mediaType) ?? '',
     size: num(desc.size),
+    shown: bytes !== null,
     platform: platformName(c),
     created: str(c?.created),
     user: str(inner?.User) || null,

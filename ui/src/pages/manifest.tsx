@@ -112,7 +112,16 @@ export function ManifestPage({ name, reference }: { name: string; reference: str
               </table>
             </section>
           )}
-          {m.config && (
+          {m.config && !m.config.shown && (
+            <section aria-labelledby="config">
+              <h2 id="config">Image configuration</h2>
+              <p>
+                The configuration ({bytes(m.config.size)}, <code>{m.config.digest}</code>) is kept in the object store, not in the database, so this page does
+                not show it.
+              </p>
+            </section>
+          )}
+          {m.config && m.config.shown && (
             <section aria-labelledby="config">
               <h2 id="config">Image configuration</h2>
               <dl class="facts">

@@ -61,6 +61,7 @@ export function RepositoryPage({ name }: { name: string }) {
                   Pushed
                 </button>
               </th>
+              <th scope="col">Last pulled</th>
               {canDelete && <th scope="col">Actions</th>}
             </tr>
           </thead>
@@ -69,6 +70,11 @@ export function RepositoryPage({ name }: { name: string }) {
               <tr key={t.name}>
                 <td>
                   <a href={href.manifest(name, t.name)}>{t.name}</a>
+                  {t.immutable && (
+                    <span class="badge" title={`immutable: rule ${t.immutable.repositories} / ${t.immutable.tags}`}>
+                      immutable
+                    </span>
+                  )}
                 </td>
                 <td>
                   <code title={t.digest}>{shortDigest(t.digest)}</code>
@@ -76,7 +82,8 @@ export function RepositoryPage({ name }: { name: string }) {
                 <td class="num">{bytes(t.size)}</td>
                 <td>{t.platforms.join(', ') || '—'}</td>
                 <td>{when(t.pushedAt)}</td>
-                {canDelete && (
+                <td>{t.lastPulledAt ? when(t.lastPulledAt) : 'never'}</td>
+                {canDelete && !t.immutable && (
                   <td>
                     <ConfirmButton
                       label={`Delete tag ${t.name}`}
@@ -91,6 +98,7 @@ export function RepositoryPage({ name }: { name: string }) {
                     />
                   </td>
                 )}
+                {canDelete && t.immutable && <td>—</td>}
               </tr>
             ))}
           </tbody>

@@ -14,6 +14,37 @@ export function UsagePage() {
           <p class="summary">
             {bytes(data.storedBytes)} stored in {data.blobs} blobs across {data.repositoryCount} repositories (each blob counted once).
           </p>
+          <p class="summary">
+            Garbage collection:{' '}
+            {!data.gc
+              ? 'no background pass has run in this process yet.'
+              : data.gc.error
+                ? `the last pass failed ${when(data.gc.at)}: ${data.gc.error}`
+                : `last pass ${when(data.gc.at)}, ${data.gc.report?.manifestsDeleted ?? 0} manifests and ${data.gc.report?.blobsDeleted ?? 0} blobs removed, ${bytes(data.gc.report?.bytesFreed ?? 0)} freed.`}
+          </p>
+          {data.quotas.length > 0 && (
+            <>
+              <h2>Quotas</h2>
+              <table>
+                <thead>
+                  <tr>
+                    <th scope="col">Scope</th>
+                    <th scope="col" class="num">Used</th>
+                    <th scope="col" class="num">Limit</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {data.quotas.map((q) => (
+                    <tr key={q.scope}>
+                      <td>{q.scope}</td>
+                      <td class="num">{bytes(q.used)}</td>
+                      <td class="num">{bytes(q.limit)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </>
+          )}
           <table>
             <caption class="visually-hidden">Bytes by repository</caption>
             <thead>
