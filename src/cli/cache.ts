@@ -2,8 +2,7 @@
 import type { Command } from 'commander';
 import { configFromOptions, withSettings } from './config.js';
 import { parseDuration } from './duration.js';
-import { openEngine } from './engine.js';
-import { engineFrom } from './flags.js';
+import { withEngine } from './flags.js';
 
 export function registerCacheCommands(program: Command): void {
   const cache = program.command('cache').description('the pull-through cache (docs/proxy.md)');
@@ -21,13 +20,8 @@ export function registerCacheCommands(program: Command): void {
     const prefixes = (config.proxy ?? []).map((u) => u.prefix);
     if (prefixes.length === 0) throw new Error('no cached upstreams configured (proxy in the configuration file, --proxy or PORTFOLIO_PROXY)');
     const before = Date.now() - parseDuration(flags.unusedFor);
-    const engine = await openEngine(engineFrom(config, true));
-    try {
-      const report = await engine.registry.pruneCache({ prefixes, before, dryRun: flags.dryRun });
-      if (flags.json) console.log(JSON.stringify(report));
-      else console.log(`${flags.dryRun ? 'would delete' : 'deleted'} ${report.manifestsDeleted} cached manifests; kept ${report.manifestsKept} still used by a pulled index`);
-    } finally {
-      await engine.registry.close();
-    }
+    const report = await withEngine(config, ({ registry }) => registry.pruneCache({ prefixes, before, dryRun: flags.dryRun }));
+    if (flags.json) console.log(JSON.stringify(report));
+    else console.log(`${flags.dryRun ? 'would delete' : 'deleted'} ${report.manifestsDeleted} cached manifests; kept ${report.manifestsKept} still used by a pulled index`);
   });
 }

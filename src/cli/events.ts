@@ -1,9 +1,8 @@
 /** `portfolio events list|retry`: the event queue seen from a terminal. */
 import type { Command } from 'commander';
-import type { Delivery, DeliveryState } from '../core/events.js';
+import type { DeliveryState } from '../core/events.js';
 import { configFromOptions, withSettings } from './config.js';
-import { openEngine } from './engine.js';
-import { engineFrom } from './flags.js';
+import { withEngine } from './flags.js';
 
 export function registerEventCommands(program: Command): void {
   const events = program.command('events').description('the event queue: what waits, what failed, and sending failed events again (docs/events.md)');
@@ -24,12 +23,9 @@ export function registerEventCommands(program: Command): void {
     const states: DeliveryState[] = flags.failed || flags.pending || flags.delivered
       ? [...(flags.pending ? ['pending' as const] : []), ...(flags.failed ? ['failed' as const] : []), ...(flags.delivered ? ['delivered' as const] : [])]
       : ['pending', 'failed'];
-    const engine = await openEngine(engineFrom(configFromOptions(command.opts()).config, false));
-    try {
-      const rows: Delivery[] = [];
-      for (const state of states) rows.push(...(await engine.registry.listEvents({ state, sink: flags.sink, limit })));
-      rows.sort((a, b) => a.event.timestamp.localeCompare(b.event.timestamp));
-      for (const row of rows.slice(0, limit)) {
+    await withEngine(configFromOptions(command.opts()).config, async ({ registry }) => {
+      const rows = await registry.listEvents({ states, sink: flags.sink, limit });
+      for (const row of rows) {
         if (flags.json) {
           console.log(JSON.stringify(row));
           continue;
@@ -40,9 +36,7 @@ export function registerEventCommands(program: Command): void {
         console.log(`${event.id}  ${row.sink}  ${row.state}  ${event.action} ${what}  ${event.timestamp}  attempts ${row.attempts}${error}`);
       }
       if (!flags.json && rows.length === 0) console.log('no events');
-    } finally {
-      await engine.registry.close();
-    }
+    }, false);
   });
   withSettings(
     events
@@ -52,12 +46,7 @@ export function registerEventCommands(program: Command): void {
       .option('--sink <name>', 'only this sink'),
     'engine',
   ).action(async (ids: string[], flags: { sink?: string }, command: Command) => {
-    const engine = await openEngine(engineFrom(configFromOptions(command.opts()).config, false));
-    try {
-      const n = await engine.registry.retryEvents({ sink: flags.sink, ...(ids.length ? { ids } : {}) });
-      console.log(`${n} event deliver${n === 1 ? 'y' : 'ies'} queued again`);
-    } finally {
-      await engine.registry.close();
-    }
+    const n = await withEngine(configFromOptions(command.opts()).config, ({ registry }) => registry.retryEvents({ sink: flags.sink, ...(ids.length ? { ids } : {}) }), false);
+    console.log(`${n} event deliver${n === 1 ? 'y' : 'ies'} queued again`);
   });
 }

@@ -1,6 +1,6 @@
 /** The engine settings every command shares, so tools act on the same stores as `serve`. */
 import type { Config } from './settings.js';
-import type { EngineOptions } from './engine.js';
+import { openEngine, type Engine, type EngineOptions } from './engine.js';
 import { eventRouting } from './event-sinks.js';
 
 export function engineFrom(config: Config, migrate: boolean): EngineOptions {
@@ -16,4 +16,14 @@ export function engineFrom(config: Config, migrate: boolean): EngineOptions {
     migrate,
     events: eventRouting(config),
   };
+}
+
+/** Opens the stores of `config` for one command's work and closes them after, whatever happened. */
+export async function withEngine<T>(config: Config, work: (engine: Engine) => Promise<T>, migrate = true): Promise<T> {
+  const engine = await openEngine(engineFrom(config, migrate));
+  try {
+    return await work(engine);
+  } finally {
+    await engine.registry.close();
+  }
 }

@@ -4,32 +4,13 @@ import type { FsckReport, GcReport, Usage } from '../core/maintenance.js';
 import { parseRepositoryName } from '../core/names.js';
 import { parseDuration } from './duration.js';
 import { configFromOptions, withSettings } from './config.js';
-import { openEngine, type Engine } from './engine.js';
-import { engineFrom } from './flags.js';
+import { formatBytes } from '../core/bytes.js';
+import { withEngine } from './flags.js';
 import { formatQuotas } from './policies.js';
 import type { Config } from './settings.js';
 
-async function withEngine<T>(config: Config, work: (engine: Engine) => Promise<T>): Promise<T> {
-  const engine = await openEngine(engineFrom(config, true));
-  try {
-    return await work(engine);
-  } finally {
-    await engine.registry.close();
-  }
-}
-
 const progress = ({ phase, done }: { phase: string; done: number }) => process.stderr.write(`  ${phase}: ${done}\n`);
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
 
 export function formatGcReport(r: GcReport, dryRun: boolean): string {
   if (!r.ran) return 'another process is collecting garbage; nothing done';

@@ -4,11 +4,11 @@
  */
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
-import { humanBytes, parsePolicyRule, type PolicyAdmin, type PolicyRule, type QuotaUsage, type RetentionReport, type StoredPolicy } from '../core/policies.js';
+import { formatBytes } from '../core/bytes.js';
+import { parsePolicyRule, type PolicyAdmin, type PolicyRule, type QuotaUsage, type RetentionReport, type StoredPolicy } from '../core/policies.js';
 import type { SqlRegistry } from '../backends/sql/registry.js';
 import { configFromOptions, withSettings } from './config.js';
-import { openEngine, type Engine } from './engine.js';
-import { engineFrom } from './flags.js';
+import { withEngine } from './flags.js';
 import type { Config } from './settings.js';
 
 /** The rules the configuration file declares, in file order. */
@@ -46,22 +46,13 @@ export function formatRetention(report: RetentionReport, dryRun: boolean): strin
   return lines.join('\n');
 }
 
-async function withEngine<T>(config: Config, work: (engine: Engine) => Promise<T>): Promise<T> {
-  const engine = await openEngine(engineFrom(config, true));
-  try {
-    return await work(engine);
-  } finally {
-    await engine.registry.close();
-  }
-}
-
 export function formatQuotas(quotas: QuotaUsage[]): string {
   if (quotas.length === 0) return 'no quotas';
   return [
     `${'QUOTA SCOPE'.padEnd(40)} ${'USED'.padStart(11)} ${'LIMIT'.padStart(11)} ${'USED%'.padStart(6)}`,
     ...quotas.map(
       (q) =>
-        `${q.scope.padEnd(40)} ${humanBytes(q.used).padStart(11)} ${humanBytes(q.limit).padStart(11)} ${(q.limit ? ((100 * q.used) / q.limit).toFixed(1) : '-').padStart(6)}`,
+        `${q.scope.padEnd(40)} ${formatBytes(q.used, true).padStart(11)} ${formatBytes(q.limit, true).padStart(11)} ${(q.limit ? ((100 * q.used) / q.limit).toFixed(1) : '-').padStart(6)}`,
     ),
   ].join('\n');
 }
@@ -70,7 +61,7 @@ function describe(p: StoredPolicy): string {
   const r = p.rule;
   const what =
     r.kind === 'quota'
-      ? `quota ${r.scope} limit ${humanBytes(r.limit)}`
+      ? `quota ${r.scope} limit ${formatBytes(r.limit, true)}`
       : r.kind === 'immutable'
         ? `immutable tags ${r.tags} in ${r.repositories}`
         : `retention in ${r.repositories}: ${JSON.stringify({ keepLast: r.keepLast, keepTags: r.keepTags, keepPulledWithin: r.keepPulledWithin, deleteUntaggedAfter: r.deleteUntaggedAfter })}`;

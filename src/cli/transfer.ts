@@ -5,7 +5,7 @@ import { parseDuration } from './duration.js';
 import { parseRepositoryName } from '../core/names.js';
 import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
-import { formatBytes } from './maintenance.js';
+import { formatBytes } from '../core/bytes.js';
 import { backup, restore } from './transfer/backup.js';
 import { exportRepository } from './transfer/exporter.js';
 import { importSource, type ImportSummary } from './transfer/importer.js';

@@ -152,7 +152,8 @@ export interface EventLog {
   extendClaims(sink: string, headIds: string[], leaseMs: number): Promise<void>;
   /** Gives claimed events back untried (a deliverer stopping): they are claimable again at once. */
   releaseEvents(sink: string, ids: string[]): Promise<void>;
-  listEvents(options: { state?: DeliveryState; sink?: string; limit: number }): Promise<Delivery[]>;
+  /** Queued events, oldest first: of these states (default all), of one sink or all. */
+  listEvents(options: { states?: DeliveryState[]; sink?: string; limit: number }): Promise<Delivery[]>;
   /** Puts parked events back in the queue (all of them, a sink's, or these ids); returns how many. */
   retryEvents(options: { sink?: string; ids?: string[] }): Promise<number>;
   /** Deletes events every sink took before `before` (ms); returns how many deliveries went. */

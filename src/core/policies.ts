@@ -3,6 +3,7 @@
  * decides them inside the transaction that commits a push or a delete; this module holds the
  * rules' shape, their validation and the messages a person reads.
  */
+import { formatBytes } from './bytes.js';
 import { RegistryError, ErrorCode } from './errors.js';
 import { RepositoryPattern } from './patterns.js';
 
@@ -173,25 +174,13 @@ export function immutableRuleFor(rules: ImmutableRule[], repository: string, tag
   return rules.find((r) => new TagPattern(r.tags, 'rule').matches(tag) && new RepositoryPattern(r.repositories, 'rule').matches(repository));
 }
 
-/** Binary units with one decimal, as people read them: `9.8 GiB`, `412 MiB`. */
-export function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  const text = i === 0 || Number.isInteger(v) ? String(Math.round(v)) : v.toFixed(1).replace(/\.0$/, '');
-  return `${text} ${units[i]}`;
-}
 
 /** 403 DENIED: the write would take a scope over its quota. */
 export function quotaExceeded(usage: QuotaUsage, needs: number): RegistryError {
   return new RegistryError(
     403,
     ErrorCode.DENIED,
-    `quota exceeded for ${usage.scope}: ${humanBytes(usage.used)} of ${humanBytes(usage.limit)} used, this push needs ${humanBytes(needs)}`,
+    `quota exceeded for ${usage.scope}: ${formatBytes(usage.used, true)} of ${formatBytes(usage.limit, true)} used, this push needs ${formatBytes(needs, true)}`,
     { reason: 'QUOTA_EXCEEDED', scope: usage.scope, used: usage.used, limit: usage.limit, needs },
   );
 }

@@ -79,14 +79,12 @@ export class Metrics implements StorageObserver {
   private readonly gcLastSuccess: Gauge;
   /** By "route method status". */
   private readonly series = new Map<string, RequestSeries>();
-  private statsCache: { at: number; value: Promise<StorageStats | null> } | undefined;
-  private backlogCache: { at: number; value: Promise<SinkBacklog[] | null> } | undefined;
   private readonly eventDeliveries: Counter<'sink'>;
   private readonly eventFailures: Counter<'sink'>;
   /** The configured sinks: their gauges read 0 rather than vanish when their queue is empty. */
   private sinks: string[] = [];
 
-  constructor(private readonly options: MetricsOptions = {}) {
+  constructor(options: MetricsOptions = {}) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     const series = this.series;
@@ -120,7 +118,7 @@ export class Metrics implements StorageObserver {
     for (const result of ['ok', 'skipped', 'failed']) this.gcPasses.labels(result).inc(0);
     for (const kind of ['manifests', 'links', 'blobs', 'orphans', 'uploads']) this.gcRemoved.labels(kind).inc(0);
     if (options.stats) {
-      const cached = () => this.cachedStats();
+      const cached = atMostEvery(options.stats, options.statsMaxAgeMs ?? DEFAULT_STATS_MAX_AGE_MS);
       const stat = (name: string, help: string, pick: (s: StorageStats) => number) =>
         new Gauge({
           name,
@@ -138,7 +136,7 @@ export class Metrics implements StorageObserver {
     this.eventDeliveries = new Counter({ name: 'portfolio_event_deliveries_total', help: 'Events a sink took, by sink', labelNames: ['sink'], registers });
     this.eventFailures = new Counter({ name: 'portfolio_event_delivery_failures_total', help: 'Failed attempts to deliver an event, by sink', labelNames: ['sink'], registers });
     if (options.backlog) {
-      const cached = () => this.cachedBacklog();
+      const cached = atMostEvery(options.backlog, options.statsMaxAgeMs ?? DEFAULT_STATS_MAX_AGE_MS);
       const sinks = () => this.sinks;
       const backlog = (name: string, help: string, pick: (b: SinkBacklog, now: number) => number) =>
         new Gauge({
@@ -229,25 +227,16 @@ export class Metrics implements StorageObserver {
     res.writeHead(200, { 'Content-Type': this.registry.contentType, 'Content-Length': String(body.length) });
     res.end(res.req.method === 'HEAD' ? undefined : body);
   }
+}
 
-  private cachedBacklog(): Promise<SinkBacklog[] | null> {
-    const maxAge = this.options.statsMaxAgeMs ?? DEFAULT_STATS_MAX_AGE_MS;
+/** `query`, run at most once per `maxAgeMs` however often Prometheus scrapes; null when it failed. */
+function atMostEvery<T>(query: () => Promise<T>, maxAgeMs: number): () => Promise<T | null> {
+  let cache: { at: number; value: Promise<T | null> } | undefined;
+  return () => {
     const now = Date.now();
-    if (!this.backlogCache || now - this.backlogCache.at >= maxAge) {
-      this.backlogCache = { at: now, value: this.options.backlog!().catch(() => null) };
-    }
-    return this.backlogCache.value;
-  }
-
-  /** Storage counts, queried at most once per max age however often Prometheus scrapes; null when the query failed. */
-  private cachedStats(): Promise<StorageStats | null> {
-    const maxAge = this.options.statsMaxAgeMs ?? DEFAULT_STATS_MAX_AGE_MS;
-    const now = Date.now();
-    if (!this.statsCache || now - this.statsCache.at >= maxAge) {
-      this.statsCache = { at: now, value: this.options.stats!().catch(() => null) };
-    }
-    return this.statsCache.value;
-  }
+    if (!cache || now - cache.at >= maxAgeMs) cache = { at: now, value: query().catch(() => null) };
+    return cache.value;
+  };
 }
 
 /** A listener of its own that serves only the metrics (`--metrics-addr`), so they can stay private. */

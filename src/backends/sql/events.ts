@@ -178,11 +178,11 @@ export class Outbox {
     });
   }
 
-  async list(options: { state?: DeliveryState; sink?: string; limit: number }): Promise<Delivery[]> {
+  async list(options: { states?: DeliveryState[]; sink?: string; limit: number }): Promise<Delivery[]> {
     let query = this.database.db
       .selectFrom('event_deliveries')
       .select(['sink', 'state', 'attempts', 'last_error', 'next_attempt_at', 'delivered_at', 'payload']);
-    if (options.state !== undefined) query = query.where('state', '=', STATE[options.state]);
+    if (options.states?.length) query = query.where('state', 'in', options.states.map((s) => STATE[s]));
     if (options.sink !== undefined) query = query.where('sink', '=', options.sink);
     const rows = await query.orderBy('created_at').orderBy('repository').orderBy('seq').limit(options.limit).execute();
     return rows.map((r) => ({

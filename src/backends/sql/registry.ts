@@ -202,7 +202,7 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog,
     return this.ctx.events.release(sink, ids);
   }
 
-  listEvents(options: { state?: DeliveryState; sink?: string; limit: number }): Promise<Delivery[]> {
+  listEvents(options: { states?: DeliveryState[]; sink?: string; limit: number }): Promise<Delivery[]> {
     return this.ctx.events.list(options);
   }
 

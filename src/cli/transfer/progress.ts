@@ -2,7 +2,7 @@
  * Progress of long work on stderr: on a terminal one line redrawn in place (items, bytes, rate,
  * time left when the total is known); otherwise a plain line every interval, for logs.
  */
-import { formatBytes } from '../maintenance.js';
+import { formatBytes } from '../../core/bytes.js';
 
 export interface Progress {
   item(): void;
