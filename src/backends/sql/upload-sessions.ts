@@ -11,6 +11,7 @@
  *   any    ──end─────▶ gone              (with the blob row, in one transaction)
  */
 import type { ExpressionBuilder } from 'kysely';
+import { errors } from '../../core/errors.js';
 import type { Context } from './context.js';
 import type { Executor } from './database.js';
 import { prepare } from './prepared.js';
@@ -52,7 +53,11 @@ export class Sessions {
   async inlineBytes(row: SessionRow): Promise<Buffer> {
     if (row.size === 0) return EMPTY;
     const chunks = await CHUNKS.execute(this.db, this.dialect, row.id, row.size);
-    return Buffer.concat(chunks.rows.map((c) => c.content));
+    const bytes = Buffer.concat(chunks.rows.map((c) => c.content));
+    // Fewer bytes than `row` says: a concurrent request completed or cancelled the session since
+    // `row` was read. Its chunks are gone; this request lost the race.
+    if (bytes.length !== row.size) throw errors.rangeInvalid('another request is writing this upload', { offset: row.size });
+    return bytes;
   }
 
   /** inline → inline: records a chunk at `offset`, unless another request moved or holds the session. */
