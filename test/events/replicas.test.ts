@@ -48,9 +48,14 @@ test('two replicas deliver every event of both, in commit order per repository',
     assertCommitOrder(events, expected);
     const sources = new Set(events.map((e) => e.source.instanceID));
     assert.equal(sources.size, 2, 'events were recorded by both replicas');
-    const delivered = await Promise.all(
-      replicas.map(async (r) => valueOf(parseSamples(await (await fetch(`${r.url}/metrics`)).text()), 'portfolio_event_deliveries_total', { sink: 'hook' })),
-    );
+    // A delivery is counted once its batch is marked, a moment after the receiver has it.
+    const counted = () =>
+      Promise.all(replicas.map(async (r) => valueOf(parseSamples(await (await fetch(`${r.url}/metrics`)).text()), 'portfolio_event_deliveries_total', { sink: 'hook' })));
+    let delivered = await counted();
+    for (let i = 0; i < 100 && delivered[0]! + delivered[1]! < total; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      delivered = await counted();
+    }
     assert.ok(delivered[0]! + delivered[1]! >= total, `deliveries counted: ${delivered.join(' + ')}`);
     const duplicates = receiver.events.length - events.length;
     console.log(`${total} events; delivered by the replicas: ${delivered.join(' + ')}; ${duplicates} duplicate deliveries`);
