@@ -78,6 +78,74 @@ if (unavailable) {
   test('the Docker engine starts', { skip: process.env.CI !== 'true' && unavailable }, () => assert.fail(unavailable));
 } else {
   for (const mode of ['anonymous', 'basic', 'token'] as const) describe(`docker against Portfolio, ${mode}`, { timeout: 120_000 }, () => scenario(mode));
+  describe('docker pulls through the pull-through cache', { timeout: 120_000 }, () => throughCache());
+}
+
+/**
+ * docker pushes to an upstream Portfolio with token auth; a second Portfolio caches it under
+ * the prefix `up/` with the upstream's credentials in its configuration. docker, holding no
+ * credentials for either, pulls through the cache: the same digest, the same image, twice (the
+ * second time from the cache with the upstream stopped).
+ */
+function throughCache(): void {
+  const d = dockerd!;
+  const { archive, hello } = image!;
+  let upstream: RunningRegistry;
+  let cache: RunningRegistry;
+  let upHost: string;
+  let cacheHost: string;
+
+  async function ok(args: string[], input?: string): Promise<Run> {
+    const r = await d.docker(args, { input });
+    if (r.code !== 0) {
+      assert.fail(`${r.command}\nexit ${r.code}\n${r.stdout}\n${r.stderr}\n--- cache (tail) ---\n${cache?.output().slice(-3000)}\n--- dockerd (tail) ---\n${(await d.log()).slice(-3000)}`);
+    }
+    return r;
+  }
+
+  before(async () => {
+    const dir = join(work, 'through-cache');
+    await mkdir(dir, { recursive: true });
+    await writeHtpasswd(join(dir, 'htpasswd'), { alice: 'alice-pw' });
+    upstream = await startRegistry({ args: ['--auth', 'token', '--htpasswd', join(dir, 'htpasswd')] });
+    upHost = new URL(upstream.url).host;
+    await writeFile(join(dir, 'cache.yaml'), `proxy:\n  - {prefix: up, url: "${upstream.url}", credentials: {username: alice, password: alice-pw}, timeout: 5s}\n`);
+    cache = await startRegistry({ args: ['--config', join(dir, 'cache.yaml')] });
+    cacheHost = new URL(cache.url).host;
+  });
+  after(async () => {
+    const containers = (await d.docker(['ps', '-aq'])).stdout.split('\n').filter(Boolean);
+    if (containers.length) await d.docker(['rm', '-f', ...containers]);
+    const images = (await d.docker(['images', '-q'])).stdout.split('\n').filter(Boolean);
+    if (images.length) await d.docker(['rmi', '-f', ...new Set(images)]);
+    await d.docker(['logout', upHost]);
+    await cache?.stop();
+    await upstream?.stop();
+  });
+
+  it('pulls an image pushed upstream by tag and by digest, then again from the cache alone', async () => {
+    await ok(['load', '--input', archive]);
+    const loadedId = (await ok(['image', 'inspect', '--format', '{{.Id}}', LOADED])).stdout.trim();
+    await ok(['login', '--username', 'alice', '--password-stdin', upHost], 'alice-pw\n');
+    await ok(['tag', LOADED, `${upHost}/team/app:v1`]);
+    const push = await ok(['push', `${upHost}/team/app:v1`]);
+    const digest = /^v1: digest: (sha256:[0-9a-f]{64}) size: \d+$/m.exec(push.stdout)?.[1];
+    assert.ok(digest, push.stdout);
+    await ok(['rmi', LOADED, `${upHost}/team/app:v1`]);
+
+    const byTag = await ok(['pull', `${cacheHost}/up/team/app:v1`]);
+    assert.match(byTag.stdout, new RegExp(`^Digest: ${digest}$`, 'm'), byTag.stdout);
+    assert.equal((await ok(['image', 'inspect', '--format', '{{.Id}}', `${cacheHost}/up/team/app:v1`])).stdout.trim(), loadedId);
+    await ok(['rmi', `${cacheHost}/up/team/app:v1`]);
+
+    await upstream.stop();
+    const byDigest = await ok(['pull', `${cacheHost}/up/team/app@${digest}`]);
+    assert.match(byDigest.stdout, new RegExp(`^Digest: ${digest}$`, 'm'), byDigest.stdout);
+    const created = (await ok(['create', `${cacheHost}/up/team/app@${digest}`])).stdout.trim();
+    const out = join(work, 'hello-through-cache');
+    await ok(['cp', `${created}:/etc/hello`, out]);
+    assert.equal(await readFile(out, 'utf8'), hello);
+  });
 }
 
 function scenario(mode: 'anonymous' | 'basic' | 'token'): void {
