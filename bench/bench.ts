@@ -41,7 +41,7 @@ import {
 } from './figures.js';
 import { distributionInstalled, externalRegistry, killAll, startDistribution, startPortfolio, syncDisks, DISTRIBUTION_BIN, type Registry } from './servers.js';
 import { CpuMeter, probes } from './cpu.js';
-import { cephPids, ScaleOut, type Stores } from './scale-out.js';
+import { cephPids, ScaleOut, type DatabaseMeter, type Stores } from './scale-out.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'bin/portfolio.js');
@@ -176,8 +176,13 @@ function combineRounds(runs: Results[]): Results {
       m.value = median(values);
       m.note = `median of ${values.length} rounds: ${values.map((v) => v.toFixed(def.digits)).join(' / ')}`;
       if (def.cpu && cpus.length) m.note += `; server CPU ${cpus.map((v) => v.toFixed(def.cpu!.digits)).join(' / ')} ${def.cpu.unit}`;
-      const s3 = ms.flatMap((x) => /S3 server \(radosgw \+ osd\) CPU ([\d.]+)/.exec(x?.note ?? '')?.[1] ?? []);
-      if (def.cpu && s3.length) m.note += `; S3 server CPU ${s3.join(' / ')} ${def.cpu.unit}`;
+      for (const [name, re] of [
+        ['PostgreSQL', /PostgreSQL CPU ([\d.]+)/],
+        ['S3 server', /S3 server \(radosgw \+ osd\) CPU ([\d.]+)/],
+      ] as const) {
+        const xs = ms.flatMap((x) => re.exec(x?.note ?? '')?.[1] ?? []);
+        if (def.cpu && xs.length) m.note += `; ${name} CPU ${xs.join(' / ')} ${def.cpu.unit}`;
+      }
     } else {
       m.note = ms.find((x) => x?.note)?.note;
     }
@@ -204,12 +209,16 @@ async function measure(results: Results, key: FigureKey, what: string, fn: () =>
 class FigureCpu {
   readonly server: CpuMeter;
   readonly s3: CpuMeter | undefined;
-  constructor(serverPid: number | undefined, s3Pids: number[]) {
+  constructor(
+    serverPid: number | undefined,
+    s3Pids: number[],
+    readonly db?: DatabaseMeter,
+  ) {
     this.server = new CpuMeter(serverPid === undefined ? [] : [serverPid]);
     this.s3 = s3Pids.length ? new CpuMeter(s3Pids) : undefined;
   }
   get probe() {
-    return this.s3 ? probes(this.server, this.s3) : this.server;
+    return probes(...[this.server, this.s3, this.db].filter((p) => p !== undefined));
   }
   /** Sets the measurement's CPU per operation (in the figure's unit) for `ops` operations. */
   record(results: Results, key: FigureKey, ops: number, hasServer: boolean): void {
@@ -217,19 +226,21 @@ class FigureCpu {
     const def = FIGURES.find((d) => d.key === key)!;
     if (!m || m.value === undefined || !def.cpu || !(ops > 0)) return;
     if (hasServer && this.server.seconds !== undefined) m.cpu = (this.server.seconds / ops) * def.cpu.scale;
-    if (this.s3?.seconds !== undefined) {
-      const s3 = (this.s3.seconds / ops) * def.cpu.scale;
-      m.note = [m.note, `S3 server (radosgw + osd) CPU ${s3.toFixed(def.cpu.digits)} ${def.cpu.unit}`].filter(Boolean).join(', ');
-    }
+    const extra = (name: string, seconds: number | undefined) => {
+      if (seconds === undefined) return;
+      m.note = [m.note, `${name} CPU ${((seconds / ops) * def.cpu!.scale).toFixed(def.cpu!.digits)} ${def.cpu!.unit}`].filter(Boolean).join(', ');
+    };
+    extra('PostgreSQL', this.db?.seconds);
+    extra('S3 server (radosgw + osd)', this.s3?.seconds);
   }
 }
 
-async function runFigures(reg: Registry, s: Settings, w: Workload, groups: Set<Group>, s3Pids: number[]): Promise<Results> {
+async function runFigures(reg: Registry, s: Settings, w: Workload, groups: Set<Group>, s3Pids: number[], db?: () => DatabaseMeter): Promise<Results> {
   const results: Results = {};
   const hasServer = reg.pid !== undefined;
   /** Measures one figure with a fresh CPU probe, then sets its CPU per operation. */
   const timed = async (key: FigureKey, what: string, ops: () => number, fn: (cpu: FigureCpu) => Promise<Measurement | number>) => {
-    const cpu = new FigureCpu(reg.pid, s3Pids);
+    const cpu = new FigureCpu(reg.pid, s3Pids, db?.());
     await measure(results, key, what, () => fn(cpu));
     cpu.record(results, key, ops(), hasServer);
     const c = results[key]?.cpu;
@@ -517,7 +528,8 @@ async function main(): Promise<number> {
     const runAndDispose = async (name: string, reg: Registry, dataDir: string, w: Workload, stores?: Stores): Promise<Results> => {
       try {
         log(`${name} at ${reg.url}`);
-        return await runFigures(reg, s, w, groups, s3Pids);
+        const database = stores?.database;
+        return await runFigures(reg, s, w, groups, s3Pids, scaleOut && database ? () => scaleOut!.meter(database) : undefined);
       } finally {
         await reg.stop();
         await rm(dataDir, { recursive: true, force: true });
@@ -604,7 +616,7 @@ async function main(): Promise<number> {
     if (rows.some((r) => r.distribution?.note?.includes('?n='))) console.log('n/a: distribution 2.8 ignores ?n= on tags/list (tag pagination arrived in distribution 3.0)');
     if (rows.some((r) => r.def.group === 'manifest')) console.log(`[a] measured with ${s.loadTool}; [b] measured with the bench's raw-socket load generator (wrk and autocannon cannot parse bodiless HEAD responses), GET repeated with it for comparison`);
     if (rows.some((r) => r.ratioVsReference)) console.log('* ratio against the midpoint of the reference figure (distribution not measured in this run)');
-    console.log(`its CPU: the server process's CPU (user + system, /proc) per operation in the timed part${s3Pids.length ? "; the S3 server's (radosgw + ceph-osd, shared with any other work using it) is in the details" : ''}`);
+    console.log(`its CPU: the server process's CPU (user + system, /proc) per operation in the timed part${s3Pids.length ? "; the S3 server's (radosgw + ceph-osd, shared with any other work using it) and, for Portfolio, its PostgreSQL database's backends are in the details" : ''}`);
     if (!s.scaleOut) console.log('distribution ref: distribution 2.8.2 measured earlier on this machine (shared/notes/dependencies.md); ratio = Portfolio / distribution (for ms and MiB rows lower is better)');
     const targets = rows.filter((r) => r.target !== undefined);
     console.log(`targets met: ${targets.filter((r) => r.met).length}/${targets.length}`);

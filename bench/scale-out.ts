@@ -8,6 +8,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type pg from 'pg';
+import { cpuSeconds } from './cpu.js';
+import type { CpuProbe } from './figures.js';
 import {
   AbortMultipartUploadCommand,
   CreateBucketCommand,
@@ -43,12 +46,51 @@ export interface Stores {
   args: string[];
   env: Record<string, string>;
   describe: string;
+  /** Portfolio only: its PostgreSQL database. */
+  database?: string;
   dispose(): Promise<void>;
+}
+
+/**
+ * CPU of the PostgreSQL backends serving one database over a bracketed interval: Portfolio's
+ * metadata work that its own process does not show. Backends that connect in between count from 0.
+ */
+export class DatabaseMeter implements CpuProbe {
+  private start = new Map<number, number>();
+  seconds: number | undefined;
+
+  constructor(
+    private readonly client: () => Promise<pg.Client>,
+    private readonly database: string,
+  ) {}
+
+  private async sample(): Promise<Map<number, number>> {
+    const c = await this.client();
+    const { rows } = await c.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [this.database]);
+    const out = new Map<number, number>();
+    for (const { pid } of rows) {
+      const s = await cpuSeconds(pid);
+      if (s !== undefined) out.set(pid, s);
+    }
+    return out;
+  }
+
+  async begin(): Promise<void> {
+    this.seconds = undefined;
+    this.start = await this.sample();
+  }
+
+  async end(): Promise<void> {
+    let sum = 0;
+    for (const [pid, s] of await this.sample()) sum += s - (this.start.get(pid) ?? 0);
+    this.seconds = sum;
+  }
 }
 
 export class ScaleOut {
   readonly bucket = `portfolio-bench-${randomBytes(4).toString('hex')}`;
   private readonly s3: S3Client;
+  private admin: Promise<pg.Client> | undefined;
 
   private constructor(
     readonly endpoint: S3Endpoint,
@@ -73,6 +115,20 @@ export class ScaleOut {
     await so.sql('select 1');
     await so.s3.send(new CreateBucketCommand({ Bucket: so.bucket }));
     return so;
+  }
+
+  /** One connection to the server's maintenance database, for the DatabaseMeters. */
+  private adminClient(): Promise<pg.Client> {
+    this.admin ??= import('pg').then(async ({ default: pgm }) => {
+      const c = new pgm.Client({ connectionString: this.pgBase });
+      await c.connect();
+      return c;
+    });
+    return this.admin;
+  }
+
+  meter(database: string): DatabaseMeter {
+    return new DatabaseMeter(() => this.adminClient(), database);
   }
 
   private async sql(text: string): Promise<void> {
@@ -100,6 +156,7 @@ export class ScaleOut {
       args: ['--database-url', url.toString(), '--storage', `s3://${this.bucket}/${prefix}`],
       env: { AWS_ENDPOINT_URL_S3: e.endpoint, AWS_REGION: e.region, AWS_ACCESS_KEY_ID: e.accessKey, AWS_SECRET_ACCESS_KEY: e.secretKey },
       describe: `PostgreSQL database ${db}, s3://${this.bucket}/${prefix} at ${e.endpoint}`,
+      database: db,
       dispose: async () => {
         await this.sql(`drop database if exists ${db} with (force)`);
         await this.empty(prefix);
@@ -143,6 +200,7 @@ export class ScaleOut {
       await this.s3.send(new DeleteBucketCommand({ Bucket: this.bucket }));
     } finally {
       this.s3.destroy();
+      await (await this.admin?.catch(() => undefined))?.end();
     }
   }
 }
