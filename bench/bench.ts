@@ -483,7 +483,7 @@ async function main(): Promise<number> {
     rmSync(tmp, { recursive: true, force: true });
   };
   const onSignal = (sig: NodeJS.Signals) => {
-    log(`${sig}: stopping servers and removing ${tmp}`);
+    log(`${sig}: stopping servers and removing ${tmp}${scaleOut ? `; S3 bucket ${scaleOut.bucket} and the portfolio_bench_* databases of this run are left behind` : ''}`);
     cleanupSync();
     process.exit(130);
   };
