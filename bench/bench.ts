@@ -5,7 +5,7 @@
  *
  *   npm run bench [-- options]
  *
- * Options (see --help): --quick, --only portfolio|distribution, --target URL,
+ * Options (see --help): --quick, --scale-out, --blob-redirect, --only portfolio|distribution, --target URL,
  * --engine-args "..." (or PORTFOLIO_BENCH_ARGS), --engine-env "K=V ..." (or PORTFOLIO_BENCH_ENV),
  * --figures upload,download,manifest,push,tags, --rounds N, --load-tool wrk|autocannon|node,
  * --load-threads N, --download-tool curl|node, --distribution-cache, --json-out FILE.
@@ -40,6 +40,8 @@ import {
   type Settings,
 } from './figures.js';
 import { distributionInstalled, externalRegistry, killAll, startDistribution, startPortfolio, syncDisks, DISTRIBUTION_BIN, type Registry } from './servers.js';
+import { CpuMeter, probes } from './cpu.js';
+import { cephPids, ScaleOut, type DatabaseMeter, type Stores } from './scale-out.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'bin/portfolio.js');
@@ -51,6 +53,14 @@ const HELP = `Usage: npm run bench -- [options]
 Benchmarks Portfolio and CNCF distribution 2.8.2 (${DISTRIBUTION_BIN}) side by side over HTTP.
 
   --quick                 32 MiB blobs, shorter load runs, fewer images and tags (smoke run)
+  --scale-out             Portfolio on PostgreSQL + S3 against distribution with its S3 driver,
+                          both on the S3 server of AWS_ENDPOINT_URL_S3 (default: scripts/s3-server.sh's
+                          at http://127.0.0.1:9380; a new bucket per run, a new prefix and database
+                          per server start) and PostgreSQL at PORTFOLIO_BENCH_PG_URL (default
+                          postgres://postgres@127.0.0.1:5432/postgres)
+  --blob-redirect         with --scale-out: both answer blob GETs with a redirect to a presigned
+                          S3 URL (Portfolio --blob-redirect, distribution's default) instead of
+                          serving the bytes themselves
   --only NAME             benchmark only 'portfolio' or only 'distribution'
   --target URL            benchmark an already-running registry instead of starting Portfolio
   --engine-args "ARGS"    extra flags appended to 'portfolio serve' (env PORTFOLIO_BENCH_ARGS),
@@ -160,9 +170,19 @@ function combineRounds(runs: Results[]): Results {
     const values = ms.flatMap((m) => (m?.value === undefined ? [] : [m.value]));
     const errors = ms.flatMap((m, i) => (m?.error ? [`round ${i + 1}: ${m.error}`] : []));
     const m: Measurement = {};
+    const cpus = ms.flatMap((x) => (x?.cpu === undefined ? [] : [x.cpu]));
+    if (cpus.length) m.cpu = median(cpus);
     if (values.length) {
       m.value = median(values);
       m.note = `median of ${values.length} rounds: ${values.map((v) => v.toFixed(def.digits)).join(' / ')}`;
+      if (def.cpu && cpus.length) m.note += `; server CPU ${cpus.map((v) => v.toFixed(def.cpu!.digits)).join(' / ')} ${def.cpu.unit}`;
+      for (const [name, re] of [
+        ['PostgreSQL', /PostgreSQL CPU ([\d.]+)/],
+        ['S3 server', /S3 server \(radosgw \+ osd\) CPU ([\d.]+)/],
+      ] as const) {
+        const xs = ms.flatMap((x) => re.exec(x?.note ?? '')?.[1] ?? []);
+        if (def.cpu && xs.length) m.note += `; ${name} CPU ${xs.join(' / ')} ${def.cpu.unit}`;
+      }
     } else {
       m.note = ms.find((x) => x?.note)?.note;
     }
@@ -185,23 +205,64 @@ async function measure(results: Results, key: FigureKey, what: string, fn: () =>
   }
 }
 
-async function runFigures(reg: Registry, s: Settings, w: Workload, groups: Set<Group>): Promise<Results> {
+/** CPU per operation of a figure's timed part: the server's, and the S3 server's when known. */
+class FigureCpu {
+  readonly server: CpuMeter;
+  readonly s3: CpuMeter | undefined;
+  constructor(
+    serverPid: number | undefined,
+    s3Pids: number[],
+    readonly db?: DatabaseMeter,
+  ) {
+    this.server = new CpuMeter(serverPid === undefined ? [] : [serverPid]);
+    this.s3 = s3Pids.length ? new CpuMeter(s3Pids) : undefined;
+  }
+  get probe() {
+    return probes(...[this.server, this.s3, this.db].filter((p) => p !== undefined));
+  }
+  /** Sets the measurement's CPU per operation (in the figure's unit) for `ops` operations. */
+  record(results: Results, key: FigureKey, ops: number, hasServer: boolean): void {
+    const m = results[key];
+    const def = FIGURES.find((d) => d.key === key)!;
+    if (!m || m.value === undefined || !def.cpu || !(ops > 0)) return;
+    if (hasServer && this.server.seconds !== undefined) m.cpu = (this.server.seconds / ops) * def.cpu.scale;
+    const extra = (name: string, seconds: number | undefined) => {
+      if (seconds === undefined) return;
+      m.note = [m.note, `${name} CPU ${((seconds / ops) * def.cpu!.scale).toFixed(def.cpu!.digits)} ${def.cpu!.unit}`].filter(Boolean).join(', ');
+    };
+    extra('PostgreSQL', this.db?.seconds);
+    extra('S3 server (radosgw + osd)', this.s3?.seconds);
+  }
+}
+
+async function runFigures(reg: Registry, s: Settings, w: Workload, groups: Set<Group>, s3Pids: number[], db?: () => DatabaseMeter): Promise<Results> {
   const results: Results = {};
+  const hasServer = reg.pid !== undefined;
+  /** Measures one figure with a fresh CPU probe, then sets its CPU per operation. */
+  const timed = async (key: FigureKey, what: string, ops: () => number, fn: (cpu: FigureCpu) => Promise<Measurement | number>) => {
+    const cpu = new FigureCpu(reg.pid, s3Pids, db?.());
+    await measure(results, key, what, () => fn(cpu));
+    cpu.record(results, key, ops(), hasServer);
+    const c = results[key]?.cpu;
+    const def = FIGURES.find((d) => d.key === key)!;
+    if (c !== undefined && def.cpu) log(`    server CPU ${c.toFixed(def.cpu.digits)} ${def.cpu.unit}`);
+  };
+  const blobMB = w.mono.size / 1e6;
   const sockets = Math.max(s.imageConcurrency, s.tagConcurrency);
   const client = new Client(reg.url, sockets);
   const requestClient = s.pushClient === 'raw' && reg.url.startsWith('http:') ? new RawClient(reg.url, sockets) : client;
   try {
     if (groups.has('upload') || groups.has('download')) {
-      await measure(results, 'upload_monolithic', 'monolithic upload MB/s', () => uploadMonolithic(client, `${w.prefix}/big`, w.mono));
+      await timed('upload_monolithic', 'monolithic upload MB/s', () => blobMB, (cpu) => uploadMonolithic(client, `${w.prefix}/big`, w.mono, cpu.probe));
     }
     if (groups.has('upload')) {
-      await measure(results, 'upload_chunked', 'chunked upload MB/s', () => uploadChunked(client, `${w.prefix}/big`, w.chunked, s.patchSize));
+      await timed('upload_chunked', 'chunked upload MB/s', () => blobMB, (cpu) => uploadChunked(client, `${w.prefix}/big`, w.chunked, s.patchSize, cpu.probe));
     }
     // Let the uploads' dirty pages reach the disk, so writeback does not disturb what follows.
     if (groups.has('upload') || groups.has('download')) await syncDisks();
     if (groups.has('download')) {
-      await measure(results, 'download', 'download MB/s', async () => {
-        const r = await download(client, `${w.prefix}/big`, w.mono, s.downloads, s.downloadTool);
+      await timed('download', 'download MB/s', () => blobMB * s.downloads, async (cpu) => {
+        const r = await download(client, `${w.prefix}/big`, w.mono, s.downloads, s.downloadTool, cpu.probe);
         return { value: r.value, note: `${s.downloadTool}, runs ${r.runs.map((x) => x.toFixed(0)).join('/')}` };
       });
     }
@@ -220,8 +281,10 @@ async function runFigures(reg: Registry, s: Settings, w: Workload, groups: Set<G
           ['manifest_head', 'HEAD', 'node'],
           ['manifest_get_node', 'GET', 'node'],
         ] as const) {
-          await measure(results, key, `manifest ${method} req/s (${tool})`, async () => {
-            const r = await manifestLoad(client, s, `${w.prefix}/manifest`, 'latest', method, tool);
+          let requests = 0;
+          await timed(key, `manifest ${method} req/s (${tool})`, () => requests, async (cpu) => {
+            const r = await manifestLoad(client, s, `${w.prefix}/manifest`, 'latest', method, tool, cpu.probe);
+            requests = r.requests;
             const lat = r.p50Ms !== undefined ? `p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms?.toFixed(1)} ms` : '';
             return { value: r.rps, note: [r.tool, lat, r.errors ? `${r.errors} ERRORS` : ''].filter(Boolean).join(', ') };
           });
@@ -230,16 +293,16 @@ async function runFigures(reg: Registry, s: Settings, w: Workload, groups: Set<G
       }
     }
     if (groups.has('push')) {
-      await measure(results, 'small_push', 'small-image pushes/s', async () => {
+      await timed('small_push', 'small-image pushes/s', () => w.images.length, async (cpu) => {
         await smallPushes(requestClient, s, `${w.prefix}/warmup`, w.warmupImages);
-        const r = await smallPushes(requestClient, s, w.prefix, w.images);
+        const r = await smallPushes(requestClient, s, w.prefix, w.images, cpu.probe);
         return { value: r.value, note: `${s.pushClient} client, its CPU ${(r.clientCpu * 100).toFixed(0)}% of one core` };
       });
     }
     if (groups.has('tags')) {
       let tf: Awaited<ReturnType<typeof tagFigures>> | undefined;
-      await measure(results, 'tagging', 'tagging manifest PUTs/s', async () => {
-        tf = await tagFigures(requestClient, s, `${w.prefix}/tags`, w.tagImage);
+      await timed('tagging', 'tagging manifest PUTs/s', () => s.tags, async (cpu) => {
+        tf = await tagFigures(requestClient, s, `${w.prefix}/tags`, w.tagImage, cpu.probe);
         return tf.tagging;
       });
       if (tf) {
@@ -275,6 +338,8 @@ interface Row {
   distribution?: Measurement;
   ratio?: number;
   ratioVsReference: boolean;
+  target?: number;
+  reference?: [number, number];
   met?: boolean;
 }
 
@@ -284,16 +349,19 @@ function buildRows(s: Settings, p: Results | undefined, d: Results | undefined):
     const pm = p?.[def.key];
     const dm = d?.[def.key];
     if (!pm && !dm) continue;
+    // The reference figures are distribution on local files: no yardstick for the S3 configuration.
+    const target = s.scaleOut ? def.scaleOutTarget : def.target;
+    const reference = s.scaleOut ? undefined : def.reference;
     let ratio: number | undefined;
     let ratioVsReference = false;
     if (pm?.value !== undefined && dm?.value !== undefined && dm.value > 0) {
       ratio = pm.value / dm.value;
-    } else if (pm?.value !== undefined && !d && def.reference && !s.quick) {
-      ratio = pm.value / ((def.reference[0] + def.reference[1]) / 2);
+    } else if (pm?.value !== undefined && !d && reference && !s.quick) {
+      ratio = pm.value / ((reference[0] + reference[1]) / 2);
       ratioVsReference = true;
     }
-    const met = def.target !== undefined && ratio !== undefined && !pm?.error ? ratio >= def.target : undefined;
-    rows.push({ def, label: def.label(s), portfolio: pm, distribution: dm, ratio, ratioVsReference, met });
+    const met = target !== undefined && ratio !== undefined && !pm?.error ? ratio >= target : undefined;
+    rows.push({ def, label: def.label(s), portfolio: pm, distribution: dm, ratio, ratioVsReference, target, reference, met });
   }
   return rows;
 }
@@ -304,16 +372,22 @@ function cell(m: Measurement | undefined, digits: number): string {
   return fmt(m.value, digits) + (m.error ? ' (!)' : '');
 }
 
+function cpuCell(m: Measurement | undefined, def: FigureDef): string {
+  return m?.cpu === undefined || !def.cpu ? '' : `${fmt(m.cpu, def.cpu.digits)} ${def.cpu.unit}`;
+}
+
 function printTable(rows: Row[], header: string[]): void {
   const table = [
     header,
     ...rows.map((r) => [
       r.label,
       cell(r.portfolio, r.def.digits),
+      cpuCell(r.portfolio, r.def),
       cell(r.distribution, r.def.digits),
+      cpuCell(r.distribution, r.def),
       r.ratio === undefined ? '-' : `${r.ratio.toFixed(2)}x${r.ratioVsReference ? '*' : ''}`,
-      r.def.reference ? (r.def.reference[0] === r.def.reference[1] ? `~${fmt(r.def.reference[0], 0)}` : `${fmt(r.def.reference[0], 0)}–${fmt(r.def.reference[1], 0)}`) : '',
-      r.def.target === undefined ? '' : `>= ${r.def.target}x`,
+      r.reference ? (r.reference[0] === r.reference[1] ? `~${fmt(r.reference[0], 0)}` : `${fmt(r.reference[0], 0)}–${fmt(r.reference[1], 0)}`) : '',
+      r.target === undefined ? '' : `>= ${r.target}x`,
       r.met === undefined ? '' : r.met ? 'yes' : 'NO',
     ]),
   ];
@@ -346,6 +420,8 @@ async function main(): Promise<number> {
     args: argv,
     options: {
       quick: { type: 'boolean', default: false },
+      'scale-out': { type: 'boolean', default: false },
+      'blob-redirect': { type: 'boolean', default: false },
       only: { type: 'string' },
       target: { type: 'string' },
       'engine-args': { type: 'string' },
@@ -407,12 +483,14 @@ async function main(): Promise<number> {
     rmSync(tmp, { recursive: true, force: true });
   };
   const onSignal = (sig: NodeJS.Signals) => {
-    log(`${sig}: stopping servers and removing ${tmp}`);
+    log(`${sig}: stopping servers and removing ${tmp}${scaleOut ? `; S3 bucket ${scaleOut.bucket} and the portfolio_bench_* databases of this run are left behind` : ''}`);
     cleanupSync();
     process.exit(130);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  let scaleOut: ScaleOut | undefined;
+  let s3Pids: number[] = [];
 
   try {
     const rounds = Number(values.rounds);
@@ -420,6 +498,14 @@ async function main(): Promise<number> {
     const loadThreads = Number(values['load-threads']);
     if (!Number.isInteger(loadThreads) || loadThreads < 1) throw new Error('--load-threads: expected a positive integer');
     const s = settingsFor(values.quick ?? false, loadTool, loadThreads, tmp);
+    s.scaleOut = values['scale-out'];
+    const redirect = values['blob-redirect'] ?? false;
+    if (redirect && !s.scaleOut) throw new Error('--blob-redirect: only with --scale-out');
+    if (s.scaleOut) {
+      scaleOut = await ScaleOut.open();
+      s3Pids = await cephPids();
+      log(`scale-out: bucket ${scaleOut.bucket} at ${scaleOut.endpoint.endpoint}${s3Pids.length ? `, S3 server pids ${s3Pids.join(' ')}` : ''}`);
+    }
     if (values['download-tool']) {
       if (values['download-tool'] !== 'curl' && values['download-tool'] !== 'node') throw new Error('--download-tool: expected curl or node');
       s.downloadTool = values['download-tool'];
@@ -433,17 +519,21 @@ async function main(): Promise<number> {
     const t0 = performance.now();
     const portfolioRuns: Results[] = [];
     const distributionRuns: Results[] = [];
+    const portfolioArgs = [...(redirect ? ['--blob-redirect', '10m'] : []), ...engineArgs];
     const portfolioDesc = values.target
       ? `already-running registry at ${values.target}`
-      : `node bin/portfolio.js serve --data-dir <tmp>${engineArgs.length ? ' ' + engineArgs.join(' ') : ''}`;
+      : `node bin/portfolio.js serve --data-dir <tmp>${s.scaleOut ? ' --database-url <fresh database> --storage s3://<bucket>/<fresh prefix>' : ''}${portfolioArgs.length ? ' ' + portfolioArgs.join(' ') : ''}`;
+    const distributionDesc = `${DISTRIBUTION_BIN}, ${s.scaleOut ? `S3 driver (bucket/<fresh rootdirectory>, ${redirect ? 'blob GETs redirected to S3' : 'redirect disabled'})` : 'filesystem storage'}${values['distribution-cache'] ? ', inmemory blob descriptor cache' : ''}`;
     /** Measures a started registry, then stops it and removes its data, whatever happened. */
-    const runAndDispose = async (name: string, reg: Registry, dataDir: string, w: Workload): Promise<Results> => {
+    const runAndDispose = async (name: string, reg: Registry, dataDir: string, w: Workload, stores?: Stores): Promise<Results> => {
       try {
         log(`${name} at ${reg.url}`);
-        return await runFigures(reg, s, w, groups);
+        const database = stores?.database;
+        return await runFigures(reg, s, w, groups, s3Pids, scaleOut && database ? () => scaleOut!.meter(database) : undefined);
       } finally {
         await reg.stop();
         await rm(dataDir, { recursive: true, force: true });
+        await stores?.dispose();
         await syncDisks();
       }
     };
@@ -453,15 +543,37 @@ async function main(): Promise<number> {
         log(`Portfolio: ${portfolioDesc}`);
         reg = await externalRegistry(values.target);
       } else {
-        log(`starting Portfolio: ${portfolioDesc}`);
-        reg = await startPortfolio({ cli: CLI, dataDir: join(tmp, 'portfolio'), extraArgs: engineArgs, extraEnv: engineEnv });
+        const stores = scaleOut ? await scaleOut.portfolio('portfolio') : undefined;
+        log(`starting Portfolio: ${portfolioDesc}${stores ? ` (${stores.describe})` : ''}`);
+        try {
+          reg = await startPortfolio({
+            cli: CLI,
+            dataDir: join(tmp, 'portfolio'),
+            extraArgs: [...(stores?.args ?? []), ...portfolioArgs],
+            extraEnv: { ...stores?.env, ...engineEnv },
+          });
+        } catch (err) {
+          await stores?.dispose();
+          throw err;
+        }
+        portfolioRuns.push(await runAndDispose('Portfolio', reg, join(tmp, 'portfolio'), w, stores));
+        return;
       }
       portfolioRuns.push(await runAndDispose('Portfolio', reg, join(tmp, 'portfolio'), w));
     };
     const measureDistribution = async (w: Workload): Promise<void> => {
-      log(`starting distribution (${DISTRIBUTION_BIN}, filesystem storage${values['distribution-cache'] ? ', inmemory blob descriptor cache' : ''})`);
-      const reg = await startDistribution(join(tmp, 'distribution'), values['distribution-cache'] ?? false);
-      distributionRuns.push(await runAndDispose('distribution', reg, join(tmp, 'distribution'), w));
+      const stores = scaleOut?.distribution('distribution');
+      log(`starting distribution (${distributionDesc})${stores ? ` (${stores.describe})` : ''}`);
+      const e = scaleOut?.endpoint;
+      const s3 = e && stores ? { ...e, bucket: stores.bucket, rootDirectory: stores.prefix, redirect } : undefined;
+      let reg: Registry;
+      try {
+        reg = await startDistribution(join(tmp, 'distribution'), { cache: values['distribution-cache'] ?? false, s3 });
+      } catch (err) {
+        await stores?.dispose();
+        throw err;
+      }
+      distributionRuns.push(await runAndDispose('distribution', reg, join(tmp, 'distribution'), w, stores));
     };
     for (let round = 1; round <= rounds; round++) {
       if (rounds > 1) log(`round ${round} of ${rounds}`);
@@ -479,11 +591,13 @@ async function main(): Promise<number> {
 
     const rows = buildRows(s, portfolio, distribution);
     console.log('');
-    console.log(`Portfolio vs CNCF distribution 2.8.2 — ${s.quick ? 'QUICK run (smaller blobs, shorter runs: not comparable to the reference figures)' : 'full run'}; MB = 10^6 bytes`);
+    console.log(`Portfolio vs CNCF distribution 2.8.2${s.scaleOut ? ', scale-out: PostgreSQL + S3 against the S3 driver' : ''} — ${s.quick ? 'QUICK run (smaller blobs, shorter runs: not comparable to the reference figures)' : 'full run'}; MB = 10^6 bytes`);
     console.log(`Portfolio: ${runPortfolio ? portfolioDesc : 'not run'}`);
+    console.log(`distribution: ${runDistribution ? distributionDesc : 'not run'}`);
+    if (scaleOut) console.log(`S3: ${scaleOut.endpoint.endpoint}, bucket ${scaleOut.bucket} (removed after the run)`);
     console.log(`machine: ${os.cpus().length} CPUs, load average at start ${loadAvg.join(' ')} (other work on the machine skews the figures)`);
     console.log('');
-    printTable(rows, ['figure', 'Portfolio', 'distribution', 'ratio', 'distribution ref', 'target', 'met']);
+    printTable(rows, ['figure', 'Portfolio', 'its CPU', 'distribution', 'its CPU', 'ratio', 'distribution ref', 'target', 'met']);
     console.log('');
     const errs = rows.flatMap((r) => [
       ...(r.portfolio?.error ? [`Portfolio, ${r.label}: ${r.portfolio.error}`] : []),
@@ -502,8 +616,9 @@ async function main(): Promise<number> {
     if (rows.some((r) => r.distribution?.note?.includes('?n='))) console.log('n/a: distribution 2.8 ignores ?n= on tags/list (tag pagination arrived in distribution 3.0)');
     if (rows.some((r) => r.def.group === 'manifest')) console.log(`[a] measured with ${s.loadTool}; [b] measured with the bench's raw-socket load generator (wrk and autocannon cannot parse bodiless HEAD responses), GET repeated with it for comparison`);
     if (rows.some((r) => r.ratioVsReference)) console.log('* ratio against the midpoint of the reference figure (distribution not measured in this run)');
-    console.log('distribution ref: distribution 2.8.2 measured earlier on this machine (shared/notes/dependencies.md); ratio = Portfolio / distribution (for ms and MiB rows lower is better)');
-    const targets = rows.filter((r) => r.def.target !== undefined);
+    console.log(`its CPU: the server process's CPU (user + system, /proc) per operation in the timed part${s3Pids.length ? "; the S3 server's (radosgw + ceph-osd, shared with any other work using it) and, for Portfolio, its PostgreSQL database's backends are in the details" : ''}`);
+    if (!s.scaleOut) console.log('distribution ref: distribution 2.8.2 measured earlier on this machine (shared/notes/dependencies.md); ratio = Portfolio / distribution (for ms and MiB rows lower is better)');
+    const targets = rows.filter((r) => r.target !== undefined);
     console.log(`targets met: ${targets.filter((r) => r.met).length}/${targets.length}`);
 
     const json = {
@@ -515,7 +630,7 @@ async function main(): Promise<number> {
       loadAverageAtStart: loadAvg,
       settings: { ...s, scratchDir: undefined },
       portfolioConfig: runPortfolio ? portfolioDesc : null,
-      distributionConfig: runDistribution ? { cache: values['distribution-cache'] ?? false } : null,
+      distributionConfig: runDistribution ? { cache: values['distribution-cache'] ?? false, storage: s.scaleOut ? 's3' : 'filesystem', redirect } : null,
       figures: Object.fromEntries(
         rows.map((r) => [
           r.def.key,
@@ -524,10 +639,13 @@ async function main(): Promise<number> {
             unit: r.def.unit,
             portfolio: r.portfolio?.value ?? null,
             distribution: r.distribution?.value ?? null,
+            cpuUnit: r.def.cpu?.unit,
+            portfolioCpu: r.portfolio?.cpu,
+            distributionCpu: r.distribution?.cpu,
             ratio: r.ratio === undefined ? null : Number(r.ratio.toFixed(3)),
             ratioVsReference: r.ratioVsReference || undefined,
-            reference: r.def.reference ?? null,
-            target: r.def.target ?? null,
+            reference: r.reference ?? null,
+            target: r.target ?? null,
             met: r.met ?? null,
             portfolioNote: r.portfolio?.note,
             distributionNote: r.distribution?.note,
@@ -547,6 +665,7 @@ async function main(): Promise<number> {
     process.off('SIGTERM', onSignal);
     killAll();
     await rm(tmp, { recursive: true, force: true });
+    await scaleOut?.close();
   }
 }
 

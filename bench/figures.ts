@@ -30,6 +30,8 @@ export interface Settings {
   tagConcurrency: number;
   listRuns: number;
   scratchDir: string;
+  /** Portfolio on PostgreSQL + S3 against distribution on S3: other targets, no reference figures. */
+  scaleOut?: boolean;
 }
 
 export function settingsFor(quick: boolean, loadTool: LoadTool, loadThreads: number, scratchDir: string): Settings {
@@ -76,24 +78,31 @@ export interface FigureDef {
   higherIsBetter: boolean;
   /** Portfolio/distribution ratio to reach (>= when higher is better). */
   target?: number;
+  /** The same for Portfolio on PostgreSQL + S3 against distribution on S3 (--scale-out). */
+  scaleOutTarget?: number;
   /** distribution 2.8.2's figures measured on this machine (shared/notes/dependencies.md). */
   reference?: [number, number];
   /** The figure group that measures it (for --figures). */
   group: 'upload' | 'download' | 'manifest' | 'push' | 'tags' | 'info';
   digits: number;
+  /** How the server's CPU per operation is shown: unit, and CPU seconds per operation times scale. */
+  cpu?: { unit: string; scale: number; digits: number };
 }
 
 const mb = (s: Settings) => `${s.blobSize / MiB} MiB`;
+const perMB = { unit: 'ms/MB', scale: 1e3, digits: 2 };
+const perRequest = { unit: 'µs/req', scale: 1e6, digits: 0 };
+const perImage = { unit: 'ms/image', scale: 1e3, digits: 1 };
 
 export const FIGURES: FigureDef[] = [
-  { key: 'upload_monolithic', label: (s) => `monolithic ${mb(s)} upload (MB/s)`, unit: 'MB/s', higherIsBetter: true, target: 1.3, reference: [117, 131], group: 'upload', digits: 1 },
-  { key: 'upload_chunked', label: (s) => `chunked ${mb(s)} upload, ${s.patchSize / MiB} MiB PATCHes (MB/s)`, unit: 'MB/s', higherIsBetter: true, target: 1.3, reference: [105, 109], group: 'upload', digits: 1 },
-  { key: 'download', label: (s) => `${mb(s)} blob download, median of ${s.downloads} (MB/s)`, unit: 'MB/s', higherIsBetter: true, target: 1.0, reference: [900, 1100], group: 'download', digits: 1 },
-  { key: 'manifest_get', label: (s) => `manifest GET at ${s.connections} conns (req/s) [a]`, unit: 'req/s', higherIsBetter: true, target: 5, reference: [940, 960], group: 'manifest', digits: 0 },
-  { key: 'manifest_head', label: (s) => `manifest HEAD at ${s.connections} conns (req/s) [b]`, unit: 'req/s', higherIsBetter: true, target: 5, reference: [790, 865], group: 'manifest', digits: 0 },
-  { key: 'manifest_get_node', label: (s) => `manifest GET at ${s.connections} conns, HEAD's tool (req/s) [b]`, unit: 'req/s', higherIsBetter: true, group: 'manifest', digits: 0 },
-  { key: 'small_push', label: (s) => `small-image pushes, ${s.images} by ${s.imageConcurrency} clients (images/s)`, unit: 'images/s', higherIsBetter: true, target: 5, reference: [33, 33], group: 'push', digits: 1 },
-  { key: 'tagging', label: (s) => `tagging: manifest PUTs by ${s.tagConcurrency} clients (req/s)`, unit: 'req/s', higherIsBetter: true, group: 'tags', digits: 0 },
+  { key: 'upload_monolithic', label: (s) => `monolithic ${mb(s)} upload (MB/s)`, unit: 'MB/s', higherIsBetter: true, target: 1.3, scaleOutTarget: 1.0, reference: [117, 131], group: 'upload', digits: 1, cpu: perMB },
+  { key: 'upload_chunked', label: (s) => `chunked ${mb(s)} upload, ${s.patchSize / MiB} MiB PATCHes (MB/s)`, unit: 'MB/s', higherIsBetter: true, target: 1.3, scaleOutTarget: 1.0, reference: [105, 109], group: 'upload', digits: 1, cpu: perMB },
+  { key: 'download', label: (s) => `${mb(s)} blob download, median of ${s.downloads} (MB/s)`, unit: 'MB/s', higherIsBetter: true, target: 1.0, scaleOutTarget: 1.0, reference: [900, 1100], group: 'download', digits: 1, cpu: perMB },
+  { key: 'manifest_get', label: (s) => `manifest GET at ${s.connections} conns (req/s) [a]`, unit: 'req/s', higherIsBetter: true, target: 5, scaleOutTarget: 3, reference: [940, 960], group: 'manifest', digits: 0, cpu: perRequest },
+  { key: 'manifest_head', label: (s) => `manifest HEAD at ${s.connections} conns (req/s) [b]`, unit: 'req/s', higherIsBetter: true, target: 5, reference: [790, 865], group: 'manifest', digits: 0, cpu: perRequest },
+  { key: 'manifest_get_node', label: (s) => `manifest GET at ${s.connections} conns, HEAD's tool (req/s) [b]`, unit: 'req/s', higherIsBetter: true, group: 'manifest', digits: 0, cpu: perRequest },
+  { key: 'small_push', label: (s) => `small-image pushes, ${s.images} by ${s.imageConcurrency} clients (images/s)`, unit: 'images/s', higherIsBetter: true, target: 5, scaleOutTarget: 3, reference: [33, 33], group: 'push', digits: 1, cpu: perImage },
+  { key: 'tagging', label: (s) => `tagging: manifest PUTs by ${s.tagConcurrency} clients (req/s)`, unit: 'req/s', higherIsBetter: true, group: 'tags', digits: 0, cpu: perRequest },
   { key: 'tags_list', label: (s) => `${s.tags}-tag list, median of ${s.listRuns} (ms, lower better)`, unit: 'ms', higherIsBetter: false, reference: [11, 14], group: 'tags', digits: 2 },
   { key: 'tags_list_page', label: () => `tag list ?n=100 first page (ms, lower better)`, unit: 'ms', higherIsBetter: false, group: 'tags', digits: 2 },
   { key: 'tags_list_walk', label: (s) => `tag list ?n=100 all ${Math.ceil(s.tags / 100)} pages (ms, lower better)`, unit: 'ms', higherIsBetter: false, group: 'tags', digits: 1 },
@@ -102,9 +111,22 @@ export const FIGURES: FigureDef[] = [
 
 export interface Measurement {
   value?: number;
+  /** The server's CPU (user + system, from /proc) per operation of the timed part, in the figure's cpu unit. */
+  cpu?: number;
   error?: string;
   note?: string;
 }
+
+/**
+ * Brackets a figure's timed part (after its warm-up), so the server's CPU time in it can be set
+ * against the operations: unlike a rate, CPU per operation barely moves with other load.
+ */
+export interface CpuProbe {
+  begin(): Promise<void>;
+  end(): Promise<void>;
+}
+
+const noProbe: CpuProbe = { begin: async () => {}, end: async () => {} };
 
 export type Results = Partial<Record<FigureKey, Measurement>>;
 
@@ -123,8 +145,9 @@ function checkDigest(res: { headers: Record<string, string | string[] | undefine
   if (value && value !== digest) throw new Error(`${what}: Docker-Content-Digest ${value}, expected ${digest}`);
 }
 
-export async function uploadMonolithic(client: Client, repo: string, blob: SeededBlob): Promise<number> {
+export async function uploadMonolithic(client: Client, repo: string, blob: SeededBlob, probe = noProbe): Promise<number> {
   const digest = blob.digest; // computed beforehand, outside the timing
+  await probe.begin();
   const t0 = now();
   const location = await startUpload(client, repo);
   const res = await client.request(withQuery(location, 'digest', digest), {
@@ -133,13 +156,15 @@ export async function uploadMonolithic(client: Client, repo: string, blob: Seede
     body: blob.range(),
   });
   const elapsed = (now() - t0) / 1000;
+  await probe.end();
   expect(res, 201, 'monolithic PUT');
   checkDigest(res, digest, 'monolithic PUT');
   return blob.size / MB / elapsed;
 }
 
-export async function uploadChunked(client: Client, repo: string, blob: SeededBlob, patchSize: number): Promise<number> {
+export async function uploadChunked(client: Client, repo: string, blob: SeededBlob, patchSize: number, probe = noProbe): Promise<number> {
   const digest = blob.digest;
+  await probe.begin();
   const t0 = now();
   let location = await startUpload(client, repo);
   for (let start = 0; start < blob.size; start += patchSize) {
@@ -156,6 +181,7 @@ export async function uploadChunked(client: Client, repo: string, blob: SeededBl
   }
   const res = await client.request(withQuery(location, 'digest', digest), { method: 'PUT' });
   const elapsed = (now() - t0) / 1000;
+  await probe.end();
   expect(res, 201, 'chunked final PUT');
   checkDigest(res, digest, 'chunked final PUT');
   return blob.size / MB / elapsed;
@@ -169,7 +195,7 @@ export const CURL_BIN = '/usr/bin/curl';
  * client costs more CPU than curl (measured here: node:http 450–600 MB/s where curl reached
  * 1.3–1.5 GB/s from the same server), and on 2 cores that CPU is taken from the server.
  */
-export async function download(client: Client, repo: string, blob: SeededBlob, runs: number, tool: 'curl' | 'node'): Promise<{ value: number; runs: number[] }> {
+export async function download(client: Client, repo: string, blob: SeededBlob, runs: number, tool: 'curl' | 'node', probe = noProbe): Promise<{ value: number; runs: number[] }> {
   const url = client.url(`/v2/${repo}/blobs/${blob.digest}`);
   const once = async (): Promise<number> => {
     if (tool === 'curl') {
@@ -188,11 +214,13 @@ export async function download(client: Client, repo: string, blob: SeededBlob, r
   };
   await once();
   const rates: number[] = [];
+  await probe.begin();
   for (let i = 0; i < runs; i++) rates.push(await once());
+  await probe.end();
   return { value: median(rates), runs: rates };
 }
 
-export async function manifestLoad(client: Client, s: Settings, repo: string, tag: string, method: 'GET' | 'HEAD', tool: LoadTool): Promise<LoadResult> {
+export async function manifestLoad(client: Client, s: Settings, repo: string, tag: string, method: 'GET' | 'HEAD', tool: LoadTool, probe = noProbe): Promise<LoadResult> {
   const opts = {
     url: client.url(`/v2/${repo}/manifests/${tag}`).href,
     method,
@@ -203,7 +231,9 @@ export async function manifestLoad(client: Client, s: Settings, repo: string, ta
     tool,
   };
   await runLoad({ ...opts, durationS: s.warmupS });
+  await probe.begin();
   const result = await runLoad({ ...opts, durationS: s.loadDurationS });
+  await probe.end();
   if (result.requests === 0) throw new Error(`${method} manifest: no requests completed`);
   return result;
 }
@@ -214,7 +244,8 @@ export function smallImages(count: number, seed: number): Image[] {
 }
 
 /** Pushes the images; also reports the bench client's own CPU use, to show it is not the limit. */
-export async function smallPushes(client: HttpClient, s: Settings, prefix: string, images: Image[]): Promise<{ value: number; clientCpu: number }> {
+export async function smallPushes(client: HttpClient, s: Settings, prefix: string, images: Image[], probe = noProbe): Promise<{ value: number; clientCpu: number }> {
+  await probe.begin();
   const t0 = now();
   const cpu0 = process.cpuUsage();
   await pool(images.length, s.imageConcurrency, async (i, worker) => {
@@ -222,6 +253,7 @@ export async function smallPushes(client: HttpClient, s: Settings, prefix: strin
   });
   const elapsed = (now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
+  await probe.end();
   return { value: images.length / elapsed, clientCpu: (cpu.user + cpu.system) / 1e6 / elapsed };
 }
 
@@ -233,13 +265,15 @@ export interface TagFigures {
   walk?: number;
 }
 
-export async function tagFigures(client: HttpClient, s: Settings, repo: string, image: Image): Promise<TagFigures> {
+export async function tagFigures(client: HttpClient, s: Settings, repo: string, image: Image, probe = noProbe): Promise<TagFigures> {
   await pushImage(client, repo, 'base', image);
+  await probe.begin();
   const t0 = now();
   await pool(s.tags, s.tagConcurrency, async (i) => {
     await putManifest(client, repo, `tag-${String(i).padStart(5, '0')}`, image.manifest);
   });
   const tagging = s.tags / ((now() - t0) / 1000);
+  await probe.end();
   const expected = s.tags + 1; // plus 'base'
 
   const list = async (path: string): Promise<string[]> => {

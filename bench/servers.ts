@@ -143,10 +143,47 @@ async function ready(name: string, child: ChildProcess, port: number): Promise<R
   return reg;
 }
 
-export async function startDistribution(dir: string, cache: boolean): Promise<Registry> {
+/** distribution's S3 driver settings (storage.s3 in its config). */
+export interface DistributionS3 {
+  endpoint: string;
+  region: string;
+  accessKey: string;
+  secretKey: string;
+  bucket: string;
+  rootDirectory: string;
+  /** Answer blob GETs with a redirect to a presigned S3 URL (distribution's default with S3). */
+  redirect: boolean;
+}
+
+export interface DistributionOptions {
+  /** In-memory blob descriptor cache (Debian's default config has it). */
+  cache: boolean;
+  /** S3 storage instead of the filesystem under `dir`. */
+  s3?: DistributionS3;
+}
+
+export async function startDistribution(dir: string, opts: DistributionOptions): Promise<Registry> {
   const root = join(dir, 'storage');
   await mkdir(root, { recursive: true });
   const port = await freePort();
+  const s3 = opts.s3;
+  const driver = s3
+    ? [
+        '  s3:',
+        `    accesskey: ${s3.accessKey}`,
+        `    secretkey: ${s3.secretKey}`,
+        `    region: ${s3.region}`,
+        `    regionendpoint: ${s3.endpoint}`,
+        `    bucket: ${s3.bucket}`,
+        `    rootdirectory: /${s3.rootDirectory}`,
+        '    forcepathstyle: true',
+        `    secure: ${s3.endpoint.startsWith('https:')}`,
+        '    v4auth: true',
+        // With S3, distribution redirects blob GETs to a presigned URL unless told not to.
+        '  redirect:',
+        `    disable: ${!s3.redirect}`,
+      ]
+    : ['  filesystem:', `    rootdirectory: ${root}`];
   const config = [
     'version: 0.1',
     'log:',
@@ -154,21 +191,23 @@ export async function startDistribution(dir: string, cache: boolean): Promise<Re
     '  accesslog:',
     '    disabled: true',
     'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${root}`,
+    ...driver,
     '  delete:',
     '    enabled: true',
     '  maintenance:',
     '    uploadpurging:',
     '      enabled: false',
-    ...(cache ? ['  cache:', '    blobdescriptor: inmemory'] : []),
+    ...(opts.cache ? ['  cache:', '    blobdescriptor: inmemory'] : []),
     'http:',
     `  addr: 127.0.0.1:${port}`,
     '',
   ].join('\n');
   const configPath = join(dir, 'config.yml');
   await writeFile(configPath, config);
-  const child = spawn(DISTRIBUTION_BIN, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The config holds the S3 settings. The aws-sdk-go v1 of distribution 2.8 panics at start when
+  // AWS_CA_BUNDLE is set ("HTTPClient's transport unsupported type"), so no AWS_* variable is passed.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_')));
+  const child = spawn(DISTRIBUTION_BIN, ['serve', configPath], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   return ready('distribution', child, port);
 }
 
