@@ -4,7 +4,10 @@
  * (every byte fetched from the upstream while it is served and stored), and the second (from
  * the cache). A pull is what docker does: the manifest, then the blobs, 3 at a time.
  *
- *   npm run bench:proxy [-- --quick] [-- --engine-args "…"]   (engine args go to both servers)
+ *   npm run bench:proxy [-- --quick] [-- --engine-args "…"] [-- --cache-engine-args "…"]
+ *
+ * Engine args go to both servers; cache engine args, when given, to the cache alone (e.g. the cache
+ * on PostgreSQL + S3 in front of a default upstream: two servers must not share one database).
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -78,10 +81,11 @@ async function measured<T>(servers: Registry[], work: () => Promise<T>): Promise
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, 'engine-args': { type: 'string' } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, 'engine-args': { type: 'string' }, 'cache-engine-args': { type: 'string' } } });
   const layerSize = values.quick ? 8 * MiB : 64 * MiB;
   // Plain whitespace-separated flags (no quoting needed for engine URLs).
   const engineArgs = (values['engine-args'] ?? process.env.PORTFOLIO_BENCH_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const cacheEngineArgs = values['cache-engine-args'] === undefined ? engineArgs : values['cache-engine-args'].split(/\s+/).filter(Boolean);
   const dir = await mkdtemp(join(os.tmpdir(), 'portfolio-bench-proxy-'));
   const servers: Registry[] = [];
   try {
@@ -92,7 +96,7 @@ async function main(): Promise<void> {
     });
     const upstream = await startPortfolio({ cli: CLI, dataDir: join(dir, 'upstream'), extraArgs: engineArgs, extraEnv: {} });
     servers.push(upstream);
-    const cache = await startPortfolio({ cli: CLI, dataDir: join(dir, 'cache'), extraArgs: [...engineArgs, '--proxy', `up=${upstream.url}`], extraEnv: {} });
+    const cache = await startPortfolio({ cli: CLI, dataDir: join(dir, 'cache'), extraArgs: [...cacheEngineArgs, '--proxy', `up=${upstream.url}`], extraEnv: {} });
     servers.push(cache);
     const direct = new Client(upstream.url);
     const through = new Client(cache.url);

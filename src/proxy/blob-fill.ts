@@ -44,6 +44,17 @@ export async function fillBlob(options: FillOptions): Promise<void> {
   let received = 0;
   let batch: Buffer[] = [];
   let batched = 0;
+  // One write in flight while the next batch gathers: the upstream is read no faster than the
+  // disk takes its bytes, and at most two batches are in memory.
+  let writing: Promise<void> = Promise.resolve();
+  const flush = async () => {
+    const chunks = batch;
+    batch = [];
+    batched = 0;
+    await writing;
+    writing = spool.write(chunks);
+    writing.catch(() => undefined); // awaited at the next flush or at the end
+  };
   try {
     try {
       for await (const chunk of body) {
@@ -54,18 +65,15 @@ export async function fillBlob(options: FillOptions): Promise<void> {
         hash.update(bytes);
         batch.push(bytes);
         batched += bytes.length;
-        if (batched >= WRITE_BATCH) {
-          // Awaited: the upstream is read no faster than the disk takes its bytes.
-          await spool.write(batch);
-          batch = [];
-          batched = 0;
-        }
+        if (batched >= WRITE_BATCH) await flush();
       }
-      if (batched > 0) await spool.write(batch);
+      if (batched > 0) await flush();
+      await writing;
       if (size !== null && received !== size) throw new UpstreamLied(`upstream sent ${received} of the ${size} bytes it announced for ${digest}`);
       if (finishDigest(algorithm, hash) !== digest) throw new UpstreamLied(`upstream sent bytes whose digest is not ${digest}`);
     } catch (err) {
       body.destroy();
+      await writing.catch(() => undefined);
       spool.fail(err as Error);
       throw err;
     }

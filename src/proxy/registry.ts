@@ -2,8 +2,8 @@
  * The pull-through cache: a Registry that serves repositories under each upstream's prefix from
  * the local store, filling it from the upstream on a miss, and every other repository from the
  * wrapped registry unchanged. Cached content is ordinary content of the wrapped registry (GC,
- * `du` and `fsck` see it); it only ever enters through the wrapped registry's own upload and
- * manifest paths, so it is digest-verified like any push.
+ * `du` and `fsck` see it); it only ever enters through the wrapped registry's own stores: blobs
+ * through `putFile` once the fill verified their digest, manifests through `put`.
  */
 import os from 'node:os';
 import { join } from 'node:path';
