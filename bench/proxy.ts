@@ -4,7 +4,7 @@
  * (every byte fetched from the upstream while it is served and stored), and the second (from
  * the cache). A pull is what docker does: the manifest, then the blobs, 3 at a time.
  *
- *   npm run bench:proxy [-- --quick] [-- --engine-args "…"] [-- --cache-engine-args "…"]
+ *   npm run bench:proxy [-- --quick] ["--engine-args=…"] ["--cache-engine-args=…"]
  *
  * Engine args go to both servers; cache engine args, when given, to the cache alone (e.g. the cache
  * on PostgreSQL + S3 in front of a default upstream: two servers must not share one database).

@@ -254,6 +254,8 @@ export function contractSuite(inlineBlobBytes: number): void {
         const objects = await objectCount();
         const bytes = randomBytes(size);
         const digest = d(blob(bytes).digest);
+        // The empty blob may be stored already by an earlier test: then no object is added.
+        const existed = (await engine.database.db.selectFrom('blobs').select('id').where('digest', '=', digest).execute()).length > 0;
         const path = join(dir, `file-${size}`);
         await writeFile(path, bytes);
         const [a, b] = await Promise.all([r1.uploads.putFile(digest, path, size), r2.uploads.putFile(digest, path, size)]);
@@ -273,7 +275,7 @@ export function contractSuite(inlineBlobBytes: number): void {
         const again = await r1.blobs.open(digest);
         assert.deepEqual(await readAll(await again!.read()), bytes);
         const inline = inlineBlobBytes > 0 && size <= inlineBlobBytes;
-        assert.equal(await objectCount(), objects + (inline ? 0 : 1), 'one object for a stored blob (the duplicate is deleted), none for an inline one');
+        assert.equal(await objectCount(), objects + (inline || existed ? 0 : 1), 'one object for a stored blob (the duplicate is deleted), none for an inline one');
       }
       assert.equal(await sessionCount(), sessions, 'no upload session is left behind');
     });
