@@ -1,9 +1,9 @@
 /**
  * A blob on its way from the upstream, in a local file: written at the upstream's pace, read by
  * any number of clients at theirs, each from its own position, waiting for bytes not there yet.
- * A slow reader costs disk, not memory, and never holds up the writer. The last byte is
- * withheld until the fill verified the digest, so no reader ever receives a whole body that
- * turns out wrong: it sees a cut-off transfer instead.
+ * A slow reader costs disk, not memory, and never holds up the writer. Each reader's last byte is
+ * withheld until the fill verified the digest, so no reader ever completes a transfer of bytes
+ * that turn out wrong: it sees a cut-off transfer instead.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
@@ -162,12 +162,14 @@ class SpoolReader extends Readable {
 
   /**
    * The next bytes once the spool has them, read into a buffer from `take`; null at the end.
-   * The end of the body (even an empty one) waits for verification like its last byte.
+   * Every response's last byte, a range's too, and the end of an empty one wait for verification:
+   * no client completes a transfer of bytes that turn out wrong.
    */
   private async fill(take: () => Buffer): Promise<Buffer | null> {
     for (;;) {
-      if (this.position >= this.end && (this.end < this.spool.size || this.spool.released)) return null;
-      const limit = Math.min(this.end, this.spool.available);
+      const released = this.spool.released;
+      if (this.position >= this.end && released) return null;
+      const limit = Math.min(released ? this.end : this.end - 1, this.spool.available);
       if (this.position < limit) {
         const buffer = take();
         const got = await this.spool.read(buffer, Math.min(buffer.length, limit - this.position), this.position);

@@ -47,7 +47,7 @@ describe('blob fill spool', () => {
   });
   after(async () => rm(dir, { recursive: true, force: true }));
 
-  it('gives readers along the written bytes but the last one until release, ranges too', async () => {
+  it('gives readers along the written bytes but their last one until release, ranges too', async () => {
     const bytes = randomBytes(5 * MiB + 123);
     const spool = await Spool.create(dir, bytes.length);
     const early = collect(spool.reader()!);
@@ -56,14 +56,18 @@ describe('blob fill spool', () => {
     // Joins midway, and asks for a range that ends at the last byte.
     const late = collect(spool.reader()!);
     const range = collect(spool.reader(1000, bytes.length)!);
+    const middle = collect(spool.reader(1000, 2000)!);
     await spool.write([bytes.subarray(2 * MiB, 4 * MiB), bytes.subarray(4 * MiB)]);
     await Promise.all([early.until(bytes.length - 1), late.until(bytes.length - 1), range.until(bytes.length - 1001)]);
     assert.equal(spool.available, bytes.length - 1, 'the last byte waits for verification');
     assert.equal(early.bytes, bytes.length - 1);
+    await middle.until(999);
+    assert.equal(middle.bytes, 999, "a range's last byte waits for verification too");
     spool.release();
     assert.deepEqual(await early.ended, bytes);
     assert.deepEqual(await late.ended, bytes);
     assert.deepEqual(await range.ended, bytes.subarray(1000));
+    assert.deepEqual(await middle.ended, bytes.subarray(1000, 2000));
     await spool.remove();
     assert.equal(existsSync(spool.path), false);
   });
