@@ -31,7 +31,7 @@ export interface ProxyObserver {
 }
 
 /** A blob fill under way: its size as announced, and the spool clients read along from. */
-export interface Fill {
+interface Fill {
   /** Null when the upstream did not say: clients then wait for `done` and read the stored blob. */
   size: number | null;
   spool: Spool;
@@ -48,7 +48,8 @@ interface Pending {
 
 /**
  * How long a fetched manifest's background completion waits before it fetches what clients did
- * not ask for yet: a client's own request starts a fill it reads along, a background one makes it wait.
+ * not ask for yet: the blobs a client asks for first get the upstream's bandwidth first (clients
+ * read along from any fill, the background's too).
  */
 const BACKGROUND_DELAY_MS = 1000;
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -328,7 +329,7 @@ export class UpstreamCache {
       const oldest = this.pending.keys().next().value;
       if (oldest !== undefined) this.pending.delete(oldest);
     }
-    // Clients get the first chance to start the blob fills, so they read along instead of waiting.
+    // Clients get the first chance to start the blob fills they want first.
     const stored = delay(BACKGROUND_DELAY_MS)
       .then(() => this.complete(local, manifest, parsed))
       .then(async () => {
