@@ -53,7 +53,8 @@ export class Spool {
   static async create(dir: string, size: number): Promise<Spool> {
     await prepare(dir);
     const path = join(dir, `${PREFIX}${process.pid}-${randomUUID()}`);
-    const handle = await open(path, 'wx+', 0o600);
+    // The mode of the store's own files: on the file store this file becomes the blob (a link).
+    const handle = await open(path, 'wx+', 0o644);
     return new Spool(path, handle, size);
   }
 
