@@ -4,9 +4,12 @@
  * (every byte fetched from the upstream while it is served and stored), and the second (from
  * the cache). A pull is what docker does: the manifest, then the blobs, 3 at a time.
  *
- *   npm run bench:proxy [-- --quick] [-- --engine-args "…"]   (engine args go to both servers)
+ *   npm run bench:proxy [-- --quick] ["--engine-args=…"] ["--cache-engine-args=…"]
+ *
+ * Engine args go to both servers; cache engine args, when given, to the cache alone (e.g. the cache
+ * on PostgreSQL + S3 in front of a default upstream: two servers must not share one database).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -60,11 +63,29 @@ async function pull(client: Client, repo: string): Promise<{ seconds: number; by
   return { seconds: Number(process.hrtime.bigint() - started) / 1e9, bytes };
 }
 
+/** CPU seconds (user + system) a process has used, from /proc: the cost that load on the machine does not skew. */
+async function cpuSeconds(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return NaN;
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Runs `work`, adding the CPU seconds each server used meanwhile to the result. */
+async function measured<T>(servers: Registry[], work: () => Promise<T>): Promise<T & { cpu: number[] }> {
+  const before = await Promise.all(servers.map((s) => cpuSeconds(s.pid)));
+  const result = await work();
+  const after = await Promise.all(servers.map((s) => cpuSeconds(s.pid)));
+  return { ...result, cpu: after.map((a, i) => a - before[i]!) };
+}
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, 'engine-args': { type: 'string' } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, 'engine-args': { type: 'string' }, 'cache-engine-args': { type: 'string' } } });
   const layerSize = values.quick ? 8 * MiB : 64 * MiB;
   // Plain whitespace-separated flags (no quoting needed for engine URLs).
   const engineArgs = (values['engine-args'] ?? process.env.PORTFOLIO_BENCH_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const cacheEngineArgs = values['cache-engine-args'] === undefined ? engineArgs : values['cache-engine-args'].split(/\s+/).filter(Boolean);
   const dir = await mkdtemp(join(os.tmpdir(), 'portfolio-bench-proxy-'));
   const servers: Registry[] = [];
   try {
@@ -75,15 +96,20 @@ async function main(): Promise<void> {
     });
     const upstream = await startPortfolio({ cli: CLI, dataDir: join(dir, 'upstream'), extraArgs: engineArgs, extraEnv: {} });
     servers.push(upstream);
-    const cache = await startPortfolio({ cli: CLI, dataDir: join(dir, 'cache'), extraArgs: [...engineArgs, '--proxy', `up=${upstream.url}`], extraEnv: {} });
+    const cache = await startPortfolio({ cli: CLI, dataDir: join(dir, 'cache'), extraArgs: [...cacheEngineArgs, '--proxy', `up=${upstream.url}`], extraEnv: {} });
     servers.push(cache);
     const direct = new Client(upstream.url);
     const through = new Client(cache.url);
     await push(direct, layers);
     await pull(direct, REPO); // warm-up: the upstream's files are in the page cache for every figure alike
-    const straight = await pull(direct, REPO);
-    const first = await pull(through, `up/${REPO}`);
-    const second = await pull(through, `up/${REPO}`);
+    const both = [upstream, cache];
+    const straight = await measured(both, () => pull(direct, REPO));
+    const cache0 = await cpuSeconds(cache.pid);
+    const first = await measured(both, () => pull(through, `up/${REPO}`));
+    // Storing may go on after the client has its bytes: the whole fill's CPU is counted after a pause.
+    await delay(3000);
+    const fillCpu = (await cpuSeconds(cache.pid)) - cache0;
+    const second = await measured(both, () => pull(through, `up/${REPO}`));
     const mb = (r: { seconds: number; bytes: number }) => r.bytes / 1e6 / r.seconds;
     const rows = [
       ['straight from the upstream', straight],
@@ -92,10 +118,14 @@ async function main(): Promise<void> {
     ] as const;
     const total = layers.reduce((n, l) => n + l.blob.size, 0);
     console.log(`pull of a ${Math.round(total / MiB)} MiB image (4 layers), 3 blobs at a time`);
-    for (const [name, r] of rows) console.log(`  ${name.padEnd(32)} ${r.seconds.toFixed(2).padStart(7)} s ${mb(r).toFixed(0).padStart(6)} MB/s`);
+    const cpu = (seconds: number | undefined) => `${((seconds ?? NaN) * 1000).toFixed(0).padStart(5)} ms`;
+    for (const [name, r] of rows) {
+      console.log(`  ${name.padEnd(32)} ${r.seconds.toFixed(2).padStart(7)} s ${mb(r).toFixed(0).padStart(6)} MB/s   CPU: upstream ${cpu(r.cpu[0])}, cache ${cpu(r.cpu[1])}`);
+    }
+    console.log(`  cache CPU for the whole first pull, storing included: ${cpu(fillCpu)}`);
     const ratio = mb(first) / mb(straight);
     console.log(`  first pull / straight: ${ratio.toFixed(2)}× (target ≥ 0.9×: ${ratio >= 0.9 ? 'met' : 'NOT met'}); second / straight: ${(mb(second) / mb(straight)).toFixed(2)}×`);
-    console.log(`BENCH_JSON ${JSON.stringify({ imageBytes: total, straight, first, second, firstRatio: ratio })}`);
+    console.log(`BENCH_JSON ${JSON.stringify({ imageBytes: total, straight, first, second, firstRatio: ratio, fillCpu })}`);
   } finally {
     for (const s of servers.reverse()) await s.stop();
     await rm(dir, { recursive: true, force: true });

@@ -105,6 +105,12 @@ export interface UploadStore {
   /** Appends an optional last chunk, verifies the digest and makes the blob visible here. */
   complete(id: string, digest: Digest, body: Readable | null, options: AppendOptions): Promise<BlobInfo>;
   cancel(id: string): Promise<void>;
+  /**
+   * Makes a blob visible here from a complete local file whose bytes the caller already hashed
+   * to `digest` while receiving them (a pull-through fill): only the size is checked again. The
+   * file is left in place for the caller to remove; on the file store it is linked, not copied.
+   */
+  putFile(digest: Digest, path: string, size: number): Promise<BlobInfo>;
 }
 
 export interface ManifestStore {
@@ -141,6 +147,11 @@ export interface Registry {
   repository(name: RepositoryName, origin?: EventOrigin): Repository;
   /** Repository names in byte order; with a filter, only those it lets through (`n` counts those). */
   catalog(page: PageRequest, filter?: CatalogFilter): Promise<Page>;
+  /**
+   * A local directory for temporary files on the filesystem that holds the blobs, when they are
+   * local files: a file written there is stored by `putFile` without a copy.
+   */
+  readonly spoolDirectory?: string;
   /** Deletes upload sessions past their expiry and reclaims their bytes; returns how many. */
   expireUploads(now?: Date): Promise<number>;
   close(): Promise<void>;

@@ -1,14 +1,14 @@
 /**
- * Copies one blob from the upstream into the local store through the ordinary upload path
- * (start, append, complete: the store verifies the digest before the blob becomes visible),
- * optionally handing the bytes to the client that asked meanwhile. The fill belongs to no
- * client: one that hangs up is dropped and the copy goes on for those waiting on it. The last
- * chunk reaches the client only after the digest is verified, so a client never receives a
- * whole body with a wrong digest: it sees a cut-off transfer instead.
+ * Copies one blob from the upstream into the local store. The body goes to a spool file at the
+ * upstream's pace and is hashed on the way; clients read along from the spool at their own pace
+ * (spool.ts), so neither a slow client nor the store holds up the transfer. Once the digest is
+ * verified the readers get the last byte, and the store takes the blob from the spool file (on
+ * the file store a link, no copy); it becomes visible when its row commits. The fill belongs to
+ * no client: one that hangs up only stops reading.
  */
-import { PassThrough, type Readable, type Writable } from 'node:stream';
-import type { Digest } from '../core/digest.js';
-import type { UploadStore } from '../core/interfaces.js';
+import type { Readable } from 'node:stream';
+import { createHasher, digestAlgorithm, finishDigest, type Digest } from '../core/digest.js';
+import type { Spool } from './spool.js';
 import { UpstreamUnavailable } from './upstream.js';
 
 /** The upstream sent other bytes than the digest names (or fewer or more than it announced). */
@@ -19,86 +19,68 @@ export class UpstreamLied extends Error {
   }
 }
 
+/** Bytes gathered from the socket's small chunks before one write to the spool. */
+const WRITE_BATCH = 1024 * 1024;
+
 export interface FillOptions {
   body: Readable & { setTimeout?(ms: number, callback: () => void): unknown };
   digest: Digest;
   /** Announced by the upstream (Content-Length); null when it did not say. */
   size: number | null;
-  uploads: UploadStore;
-  /** The reading client's stream, or null for a fill nobody reads along. */
-  client: PassThrough | null;
+  spool: Spool;
+  /** Makes the verified spool file a visible blob (UploadStore.putFile). */
+  store(path: string, size: number): Promise<unknown>;
   /** The upstream body may be silent this long before the fill fails. */
   idleMs: number;
   onBytes?(bytes: number): void;
 }
 
+/** Resolves once the blob is stored; the spool is removed either way. */
 export async function fillBlob(options: FillOptions): Promise<void> {
-  const { body, digest, size, uploads, client, idleMs } = options;
+  const { body, digest, size, spool, idleMs } = options;
   body.setTimeout?.(idleMs, () => body.destroy(new UpstreamUnavailable(`upstream body silent for ${idleMs} ms`)));
-  const session = await uploads.start();
-  const sink = new PassThrough({ highWaterMark: 1 << 20 });
-  let appendFailed: unknown;
-  const appended = uploads.append(session.id, sink, {}).catch((err: unknown) => {
-    appendFailed = err;
-    body.destroy();
-    throw err;
-  });
-  appended.catch(() => undefined); // awaited below; this only keeps an early failure from being unhandled
-  let held: Buffer | null = null;
+  const algorithm = digestAlgorithm(digest);
+  const hash = createHasher(algorithm);
   let received = 0;
+  let batch: Buffer[] = [];
+  let batched = 0;
+  // One write in flight while the next batch gathers: the upstream is read no faster than the
+  // disk takes its bytes, and at most two batches are in memory.
+  let writing: Promise<void> = Promise.resolve();
+  const flush = async () => {
+    const chunks = batch;
+    batch = [];
+    batched = 0;
+    await writing;
+    writing = spool.write(chunks);
+    writing.catch(() => undefined); // awaited at the next flush or at the end
+  };
   try {
-    for await (const chunk of body) {
-      const bytes = chunk as Buffer;
-      received += bytes.length;
-      options.onBytes?.(bytes.length);
-      if (size !== null && received > size) throw new UpstreamLied(`upstream sent more than the ${size} bytes it announced for ${digest}`);
-      if (!sink.write(bytes)) await Promise.race([writable(sink), appended]);
-      if (appendFailed) throw appendFailed;
-      if (client && !client.destroyed) {
-        // Only the chunk before this one is released; this one waits for the next, or for verification.
-        // A client that stops reading must not stall the fill for everyone: past the idle time it is dropped.
-        if (held && !client.write(held) && !(await writable(client, idleMs))) client.destroy(new Error('client stopped reading during a cache fill'));
-        held = bytes;
-      }
-    }
-    if (appendFailed) throw appendFailed;
-    if (size !== null && received !== size) throw new UpstreamLied(`upstream sent ${received} of the ${size} bytes it announced for ${digest}`);
-    sink.end();
-    await appended;
     try {
-      await uploads.complete(session.id, digest, null, {});
+      for await (const chunk of body) {
+        const bytes = chunk as Buffer;
+        received += bytes.length;
+        options.onBytes?.(bytes.length);
+        if (size !== null && received > size) throw new UpstreamLied(`upstream sent more than the ${size} bytes it announced for ${digest}`);
+        hash.update(bytes);
+        batch.push(bytes);
+        batched += bytes.length;
+        if (batched >= WRITE_BATCH) await flush();
+      }
+      if (batched > 0) await flush();
+      await writing;
+      if (size !== null && received !== size) throw new UpstreamLied(`upstream sent ${received} of the ${size} bytes it announced for ${digest}`);
+      if (finishDigest(algorithm, hash) !== digest) throw new UpstreamLied(`upstream sent bytes whose digest is not ${digest}`);
     } catch (err) {
-      if ((err as { code?: string }).code === 'DIGEST_INVALID') throw new UpstreamLied(`upstream sent bytes whose digest is not ${digest}`);
+      body.destroy();
+      await writing.catch(() => undefined);
+      spool.fail(err as Error);
       throw err;
     }
-  } catch (err) {
-    sink.destroy();
-    body.destroy();
-    await uploads.cancel(session.id).catch(() => undefined);
-    client?.destroy(err as Error);
-    throw err;
+    spool.release();
+    // Readers have every byte now; storing failing leaves them be and only means a later fetch.
+    await options.store(spool.path, received);
+  } finally {
+    await spool.remove();
   }
-  if (client && !client.destroyed) client.end(held ?? undefined);
-}
-
-/**
- * Resolves true once `stream` may take more, or is gone (a destroyed client simply stops being
- * fed); false when `timeoutMs` passed first.
- */
-function writable(stream: Writable, timeoutMs = 0): Promise<boolean> {
-  if (stream.destroyed) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = timeoutMs > 0 ? setTimeout(() => finish(false), timeoutMs) : undefined;
-    const done = () => finish(true);
-    const finish = (ok: boolean) => {
-      clearTimeout(timer);
-      stream.off('drain', done);
-      stream.off('close', done);
-      stream.off('error', done);
-      resolve(ok);
-    };
-    stream.on('drain', done);
-    stream.on('close', done);
-    stream.on('error', done);
-  });
 }

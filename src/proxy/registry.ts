@@ -2,9 +2,11 @@
  * The pull-through cache: a Registry that serves repositories under each upstream's prefix from
  * the local store, filling it from the upstream on a miss, and every other repository from the
  * wrapped registry unchanged. Cached content is ordinary content of the wrapped registry (GC,
- * `du` and `fsck` see it); it only ever enters through the wrapped registry's own upload and
- * manifest paths, so it is digest-verified like any push.
+ * `du` and `fsck` see it); it only ever enters through the wrapped registry's own stores: blobs
+ * through `putFile` once the fill verified their digest, manifests through `put`.
  */
+import os from 'node:os';
+import { join } from 'node:path';
 import type { EventOrigin } from '../core/events.js';
 import type { Page, PageRequest, Registry, Repository, CatalogFilter } from '../core/interfaces.js';
 import type { RepositoryName } from '../core/names.js';
@@ -40,7 +42,9 @@ export class ProxyRegistry implements Registry {
     this.pulls = options.ledger
       ? new PullLog(options.ledger, options.pullFlushMs ?? PULL_FLUSH_MS, (err) => logger?.warn({ err: (err as Error).message }, 'last-pulled times not written'))
       : undefined;
-    const shared = { logger, observer: options.observer, pulls: this.pulls };
+    // Spooled next to the stored blobs when they are local files (storing is then a link, no copy).
+    const spoolDir = inner.spoolDirectory ?? join(os.tmpdir(), 'portfolio-spool');
+    const shared = { logger, observer: options.observer, pulls: this.pulls, spoolDir };
     this.configured = upstreams.map((config) => new UpstreamCache(config, shared));
     this.caches = [...this.configured].sort((a, b) => b.config.prefix.length - a.config.prefix.length);
   }
@@ -64,6 +68,10 @@ export class ProxyRegistry implements Registry {
     const local = this.inner.repository(name, origin);
     const cache = this.cacheFor(name);
     return cache ? new CachedRepository(cache, local, name) : local;
+  }
+
+  get spoolDirectory(): string | undefined {
+    return this.inner.spoolDirectory;
   }
 
   catalog(page: PageRequest, filter?: CatalogFilter): Promise<Page> {

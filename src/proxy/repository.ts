@@ -68,30 +68,25 @@ class CachedBlobs implements BlobStore {
       return found;
     }
     if (!this.cache.allowed(this.cache.upstreamName(this.local.name))) return null;
-    const joined = await this.cache.fill(this.local, digest);
-    if (!joined) return null;
-    const { fill, starter } = joined;
-    if (!starter || fill.size === null) {
-      // Others wait for the fill and read the stored blob (ranges included).
+    const fill = await this.cache.fill(this.local, digest);
+    if (!fill) return null;
+    const size = fill.size;
+    if (size === null) {
+      // Without a length nothing can be answered before the end: read the stored blob.
       await this.cache.awaitFill(fill, digest);
       return this.local.blobs.open(digest);
     }
-    let claimed = false;
-    const stored = async (range?: ByteRange) => {
-      await this.cache.awaitFill(fill, digest);
-      const handle = await this.local.blobs.open(digest);
-      if (!handle) throw errors.blobUnknown(digest);
-      return handle.read(range);
-    };
     return {
-      info: { digest, size: fill.size },
+      info: { digest, size },
       read: async (range?: ByteRange) => {
-        const reader = claimed ? null : fill.reader;
-        claimed = true;
-        if (reader && !range) return reader;
-        // A range waits for the whole blob; the fill must not wait on a reader nobody takes.
-        reader?.destroy();
-        return stored(range);
+        // Every client, ranges included, reads along from the spool at its own pace.
+        const reader = fill.spool.reader(range?.start ?? 0, range ? range.end + 1 : size);
+        if (reader) return reader;
+        // The fill ended since: the blob is stored (or the fill failed, which this reports).
+        await this.cache.awaitFill(fill, digest);
+        const handle = await this.local.blobs.open(digest);
+        if (!handle) throw errors.blobUnknown(digest);
+        return handle.read(range);
       },
     };
   }
@@ -160,6 +155,9 @@ class RefusedUploads implements UploadStore {
     return this.refuse();
   }
   cancel(_id: string): Promise<void> {
+    return this.refuse();
+  }
+  putFile(_digest: Digest, _path: string, _size: number): Promise<BlobInfo> {
     return this.refuse();
   }
 }

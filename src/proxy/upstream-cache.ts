@@ -3,7 +3,6 @@
  * object per process), when each tag was last checked, and the manifests fetched but not yet
  * storable because their blobs are still on their way.
  */
-import { PassThrough } from 'node:stream';
 import { digestAlgorithm, digestOf, type Digest } from '../core/digest.js';
 import { RegistryError, SpecCode } from '../core/errors.js';
 import type { BlobInfo, Repository, StoredManifest } from '../core/interfaces.js';
@@ -14,6 +13,7 @@ import type { UpstreamConfig } from './config.js';
 import { compilePatterns } from './patterns.js';
 import type { PullLog } from './pull-log.js';
 import { SingleFlight } from './single-flight.js';
+import { Spool } from './spool.js';
 import { readBytes, UpstreamClient, UpstreamUnavailable } from './upstream.js';
 
 export interface ProxyLogger {
@@ -30,11 +30,12 @@ export interface ProxyObserver {
   proxyUpstreamError(upstream: string): void;
 }
 
-/** A blob fill under way: its size as announced, and the stream of the client that started it. */
+/** A blob fill under way: its size as announced, and the spool clients read along from. */
 interface Fill {
+  /** Null when the upstream did not say: clients then wait for `done` and read the stored blob. */
   size: number | null;
-  /** Taken by the first reader; later ones wait for `done` and read the stored blob. */
-  reader: PassThrough | null;
+  spool: Spool;
+  /** Resolves once the blob is stored. */
   done: Promise<void>;
 }
 
@@ -47,7 +48,8 @@ interface Pending {
 
 /**
  * How long a fetched manifest's background completion waits before it fetches what clients did
- * not ask for yet: a client's own request starts a fill it reads along, a background one makes it wait.
+ * not ask for yet: the blobs a client asks for first get the upstream's bandwidth first (clients
+ * read along from any fill, the background's too).
  */
 const BACKGROUND_DELAY_MS = 1000;
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -68,7 +70,13 @@ export class UpstreamCache {
 
   constructor(
     readonly config: UpstreamConfig,
-    readonly options: { logger?: ProxyLogger; observer?: ProxyObserver; pulls?: PullLog },
+    readonly options: {
+      logger?: ProxyLogger;
+      observer?: ProxyObserver;
+      pulls?: PullLog;
+      /** Where fills spool the bodies (best on the filesystem of the stored blobs). */
+      spoolDir: string;
+    },
   ) {
     this.client = new UpstreamClient(config);
     this.allowed = compilePatterns(config.repositories);
@@ -115,17 +123,11 @@ export class UpstreamCache {
     }
   }
 
-  /**
-   * Starts the fill of a blob, or joins the one running: `starter` tells the caller whether the
-   * fill's reader is its to take. Null when the upstream has no such blob.
-   */
-  async fill(local: Repository, digest: Digest): Promise<{ fill: Fill; starter: boolean } | null> {
+  /** Starts the fill of a blob, or joins the one running. Null when the upstream has no such blob. */
+  async fill(local: Repository, digest: Digest): Promise<Fill | null> {
     const key = `${local.name}@${digest}`;
     const running = this.fills.get(key);
-    if (running) {
-      const fill = await running.catch((err: unknown) => Promise.reject(this.failure(err, SpecCode.BLOB_UNKNOWN, digest)));
-      return fill ? { fill, starter: false } : null;
-    }
+    if (running) return running.catch((err: unknown) => Promise.reject(this.failure(err, SpecCode.BLOB_UNKNOWN, digest)));
     this.count('miss', 'blob');
     const started = this.startFill(local, digest);
     this.fills.set(key, started);
@@ -136,18 +138,15 @@ export class UpstreamCache {
       .finally(() => {
         if (this.fills.get(key) === started) this.fills.delete(key);
       });
-    const fill = await started.catch((err: unknown) => Promise.reject(this.failure(err, SpecCode.BLOB_UNKNOWN, digest)));
-    return fill ? { fill, starter: true } : null;
+    return started.catch((err: unknown) => Promise.reject(this.failure(err, SpecCode.BLOB_UNKNOWN, digest)));
   }
 
   /** Stores a blob nobody reads along (a manifest's blobs, completed in the background). */
   async ensureBlob(local: Repository, digest: Digest): Promise<void> {
     if (await local.blobs.stat(digest)) return;
-    const joined = await this.fill(local, digest);
-    if (!joined) throw new UpstreamLied(`upstream does not have ${digest}, which a manifest it sent references`);
-    // Nobody reads along a fill started here; a fill joined belongs to the client that started it.
-    if (joined.starter) joined.fill.reader?.destroy();
-    await joined.fill.done;
+    const fill = await this.fill(local, digest);
+    if (!fill) throw new UpstreamLied(`upstream does not have ${digest}, which a manifest it sent references`);
+    await fill.done;
   }
 
   /** Waits for a fill to end and maps its failure to the client's error. */
@@ -167,20 +166,25 @@ export class UpstreamCache {
     }
     const length = Number(res.headers['content-length']);
     const size = res.headers['content-length'] !== undefined && Number.isSafeInteger(length) && length >= 0 ? length : null;
-    // Without a length the client cannot be answered before the end: it reads the stored blob.
-    const reader = size === null ? null : new PassThrough({ highWaterMark: 1 << 20 });
+    let spool: Spool;
+    try {
+      spool = await Spool.create(this.options.spoolDir, size ?? Number.MAX_SAFE_INTEGER);
+    } catch (err) {
+      res.body.destroy();
+      throw err;
+    }
     const prefix = this.config.prefix;
     const done = fillBlob({
       body: res.body,
       digest,
       size,
-      uploads: local.uploads,
-      client: reader,
+      spool,
+      store: (path, bytes) => local.uploads.putFile(digest, path, bytes),
       idleMs: this.config.timeoutMs,
       onBytes: (bytes) => this.options.observer?.proxyUpstreamBytes(prefix, bytes),
     });
     done.catch((err: unknown) => this.options.logger?.warn({ upstream: prefix, digest, err: (err as Error).message }, 'blob fill failed: nothing stored'));
-    return { size, reader, done };
+    return { size, spool, done };
   }
 
   // ---- manifests ----
@@ -325,7 +329,7 @@ export class UpstreamCache {
       const oldest = this.pending.keys().next().value;
       if (oldest !== undefined) this.pending.delete(oldest);
     }
-    // Clients get the first chance to start the blob fills, so they read along instead of waiting.
+    // Clients get the first chance to start the blob fills they want first.
     const stored = delay(BACKGROUND_DELAY_MS)
       .then(() => this.complete(local, manifest, parsed))
       .then(async () => {

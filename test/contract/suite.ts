@@ -5,6 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseDigest, type Digest } from '../../src/core/digest.js';
 import { RegistryError } from '../../src/core/errors.js';
@@ -223,6 +226,72 @@ export function contractSuite(inlineBlobBytes: number): void {
       let objects = 0;
       for await (const o of engine.objects.list('blobs/')) if (o.size === bytes.length) objects++;
       assert.equal(objects, inline ? 0 : 1, 'an inline blob has no object; a stored one has exactly one');
+    });
+  });
+
+  describe('blobs from local files', () => {
+    let dir: string;
+    before(async () => {
+      // In the spool directory where there is one: the file store links from there.
+      const base = registry.spoolDirectory ?? tmpdir();
+      await mkdir(base, { recursive: true });
+      dir = await mkdtemp(join(base, 'contract-'));
+    });
+    after(async () => rm(dir, { recursive: true, force: true }));
+
+    async function objectCount(): Promise<number> {
+      let found = 0;
+      for await (const _ of engine.objects.list('blobs/')) found++;
+      return found;
+    }
+    const sessionCount = async () => (await engine.database.db.selectFrom('uploads').select('id').execute()).length;
+
+    test('putFile makes the file a visible blob, leaves the file, and stores the same content once', async () => {
+      const r1 = repo();
+      const r2 = repo();
+      const sessions = await sessionCount();
+      for (const size of [0, 3000, 300_000]) {
+        const objects = await objectCount();
+        const bytes = randomBytes(size);
+        const digest = d(blob(bytes).digest);
+        // The empty blob may be stored already by an earlier test: then no object is added.
+        const existed = (await engine.database.db.selectFrom('blobs').select('id').where('digest', '=', digest).execute()).length > 0;
+        const path = join(dir, `file-${size}`);
+        await writeFile(path, bytes);
+        const [a, b] = await Promise.all([r1.uploads.putFile(digest, path, size), r2.uploads.putFile(digest, path, size)]);
+        assert.deepEqual(a, { digest, size });
+        assert.deepEqual(b, { digest, size });
+        assert.deepEqual(await readFile(path), bytes, 'the caller removes its file');
+        for (const r of [r1, r2]) {
+          const handle = await r.blobs.open(digest);
+          assert.ok(handle);
+          assert.equal(handle.info.size, size);
+          assert.deepEqual(await readAll(await handle.read()), bytes);
+        }
+        const rows = await engine.database.db.selectFrom('blobs').select(['content']).where('digest', '=', digest).execute();
+        assert.equal(rows.length, 1);
+        await rm(path);
+        // The file is gone; the blob is not (a link or a copy of it, never the file itself).
+        const again = await r1.blobs.open(digest);
+        assert.deepEqual(await readAll(await again!.read()), bytes);
+        const inline = inlineBlobBytes > 0 && size <= inlineBlobBytes;
+        assert.equal(await objectCount(), objects + (inline || existed ? 0 : 1), 'one object for a stored blob (the duplicate is deleted), none for an inline one');
+      }
+      assert.equal(await sessionCount(), sessions, 'no upload session is left behind');
+    });
+
+    test('putFile of a file with another size than declared stores nothing', async () => {
+      const r = repo();
+      const bytes = randomBytes(200_000);
+      const digest = d(blob(bytes).digest);
+      const path = join(dir, 'short');
+      await writeFile(path, bytes.subarray(0, 150_000));
+      const objects = await objectCount();
+      const sessions = await sessionCount();
+      await assert.rejects(r.uploads.putFile(digest, path, bytes.length));
+      assert.equal(await r.blobs.stat(digest), null);
+      assert.equal(await objectCount(), objects, 'the partial object is removed');
+      assert.equal(await sessionCount(), sessions, 'the session is cancelled');
     });
   });
 

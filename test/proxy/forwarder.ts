@@ -1,7 +1,8 @@
 /**
  * A small HTTP forwarder in front of a real upstream registry, for the cache tests: it counts the
  * requests that pass (per method and path), and can play a broken upstream — refusing
- * connections (down), never answering (hung), or flipping a byte of one blob's body (lying).
+ * connections (down), never answering (hung), or flipping a byte of one blob's body (lying) — and
+ * hold a blob's body midway until the test lets it go on.
  */
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -16,6 +17,8 @@ export class Forwarder {
   mode: Mode = 'pass';
   /** Blob digests whose bodies are corrupted on the way. */
   readonly lieAbout = new Set<string>();
+  /** Blob digests whose bodies stop after some bytes until released. */
+  private readonly holds = new Map<string, { bytes: number; reached: () => void; released: Promise<void> }>();
   private server!: Server;
   private readonly sockets = new Set<Socket>();
   url = '';
@@ -43,6 +46,19 @@ export class Forwarder {
     return this.requests.filter((r) => r.startsWith(`${method} `) && r.includes(fragment) && / 2\d\d$/.test(r)).length;
   }
 
+  /**
+   * Stops the next GET of a blob's body after `bytes` (the headers and those bytes pass):
+   * `reached` resolves when it stops there, `release` lets the rest through.
+   */
+  hold(digest: string, bytes: number): { reached: Promise<void>; release(): void } {
+    let reached!: () => void;
+    let release!: () => void;
+    const reachedP = new Promise<void>((resolve) => (reached = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    this.holds.set(digest, { bytes, reached, released });
+    return { reached: reachedP, release };
+  }
+
   /** Changes the mode and drops open connections, so the next request sees it. */
   set(mode: Mode): void {
     this.mode = mode;
@@ -68,12 +84,26 @@ export class Forwarder {
       }
       res.writeHead(answer.statusCode ?? 502, headers);
       const lie = [...this.lieAbout].some((d) => req.method === 'GET' && req.url?.endsWith(`/blobs/${d}`));
+      const heldDigest = [...this.holds.keys()].find((d) => req.method === 'GET' && answer.statusCode === 200 && req.url?.endsWith(`/blobs/${d}`));
+      const hold = heldDigest === undefined ? undefined : this.holds.get(heldDigest);
+      if (heldDigest !== undefined) this.holds.delete(heldDigest);
+      let passed = 0;
       const flip = new Transform({
         transform(chunk: Buffer, _enc, done) {
           if (lie) {
             chunk = Buffer.from(chunk);
             chunk[0] = chunk[0]! ^ 0xff;
           }
+          if (hold && passed < hold.bytes && passed + chunk.length >= hold.bytes) {
+            const before = chunk.subarray(0, hold.bytes - passed);
+            const rest = chunk.subarray(hold.bytes - passed);
+            passed += chunk.length;
+            this.push(before);
+            hold.reached();
+            void hold.released.then(() => done(null, rest));
+            return;
+          }
+          passed += chunk.length;
           done(null, chunk);
         },
       });

@@ -8,7 +8,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
@@ -231,6 +231,73 @@ describe('pull-through cache', () => {
     assert.ok(wrong === null || wrong.digest !== lied || wrong.status !== 200, 'a client never receives a whole body with the wrong digest');
     forwardA.lieAbout.delete(lied!);
     assert.deepEqual(await blobDigest(`a/team/cut/blobs/${lied}`), { status: 200, digest: lied });
+    assert.equal(forwardA.count('GET', `/blobs/${lied}`), 2, 'nothing was stored: the next request fetched again');
+  });
+
+  /** The cache's spool files: under its file store, or in the system's temporary directory with an S3 store. */
+  async function spoolFiles(): Promise<string[]> {
+    const found: string[] = [];
+    for (const d of [join(cache.dataDir, 'objects', 'spool'), join(tmpdir(), 'portfolio-spool')]) {
+      const names = await readdir(d).catch(() => [] as string[]);
+      found.push(...names.filter((n) => n.startsWith(`fill-${cache.process.pid}-`)));
+    }
+    return found;
+  }
+
+  /** Polls `check` until it holds; fails after 30 s. */
+  async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
+    for (const deadline = Date.now() + 30_000; !(await check()); ) {
+      if (Date.now() > deadline) assert.fail(`never: ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  // A reader along that never got bytes before the release would wait forever: the timeout fails it.
+  it('lets a client join a fill midway and read along; the spool goes after success and after a lie', { timeout: 120_000 }, async () => {
+    const image = await writeImageLayout(join(dir, 'along'), 'v1', 2, 16 * MiB);
+    await ok(env, ['copy', '--dest-tls-verify=false', '--dest-creds', 'alice:alice-pw', `oci:${image.dir}:v1`, `docker://${new URL(upstreamA.url).host}/team/along:v1`], upstreamA);
+    const [layer, lied] = [...image.blobs.keys()].filter((d) => image.blobs.get(d)!.length > MiB);
+    const bytes = image.blobs.get(layer!)!;
+
+    const hold = forwardA.hold(layer!, 4 * MiB);
+    const starter = blobDigest(`a/team/along/blobs/${layer}`);
+    await hold.reached;
+    await eventually('the fill spools to a file', async () => (await spoolFiles()).length === 1);
+    // Joins while the upstream is held: what it reads first can only come from the spool.
+    const res = await fetch(`${cache.url}/v2/a/team/along/blobs/${layer}`);
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const chunks: Buffer[] = [];
+    let early = 0;
+    while (early < MiB) {
+      const { value, done } = await reader.read();
+      assert.ok(!done && value, 'bytes arrive before the upstream sends the rest');
+      chunks.push(Buffer.from(value));
+      early += value.length;
+    }
+    hold.release();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) chunks.push(Buffer.from(r.value));
+    assert.ok(Buffer.concat(chunks).equals(bytes), 'the reader along gets the very bytes of the blob');
+    assert.deepEqual(await starter, { status: 200, digest: layer });
+    assert.equal(forwardA.count('GET', `/blobs/${layer}`), 1);
+    await eventually('the spool is removed after the blob is stored', async () => (await spoolFiles()).length === 0);
+    assert.deepEqual(await blobDigest(`a/team/along/blobs/${layer}`), { status: 200, digest: layer });
+    assert.equal(forwardA.count('GET', `/blobs/${layer}`), 1, 'served from the store');
+
+    forwardA.lieAbout.add(lied!);
+    try {
+      const held = forwardA.hold(lied!, 4 * MiB);
+      const wrong = blobDigest(`a/team/along/blobs/${lied}`).catch(() => null);
+      await held.reached;
+      await eventually('the fill spools to a file', async () => (await spoolFiles()).length === 1);
+      held.release();
+      const got = await wrong;
+      assert.ok(got === null || got.digest !== lied || got.status !== 200, 'a client never receives a whole body with the wrong digest');
+      await eventually('the spool is removed after the fill failed', async () => (await spoolFiles()).length === 0);
+    } finally {
+      forwardA.lieAbout.delete(lied!);
+    }
+    assert.deepEqual(await blobDigest(`a/team/along/blobs/${lied}`), { status: 200, digest: lied });
     assert.equal(forwardA.count('GET', `/blobs/${lied}`), 2, 'nothing was stored: the next request fetched again');
   });
 

@@ -5,7 +5,7 @@
  * in a power loss is caught by the digest check when the upload completes.
  */
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { BlobStream, ByteRange } from '../../core/interfaces.js';
@@ -16,11 +16,14 @@ const WRITE_BATCH = 1024 * 1024;
 
 export class FsObjectStore implements ObjectStore {
   readonly description: string;
+  /** Outside `blobs/`, so that collection and fsck never take a spooled file for an object. */
+  readonly spoolDirectory: string;
   /** Blob directories known to exist (there are at most 256). */
   private readonly directories = new Set<string>();
 
   constructor(private readonly root: string) {
     this.description = `file:${root}`;
+    this.spoolDirectory = join(root, 'spool');
   }
 
   static async open(root: string): Promise<FsObjectStore> {
@@ -89,12 +92,43 @@ export class FsObjectStore implements ObjectStore {
   /** Opens (creating) an upload's file, and its directory on first use. */
   private async openForWrite(key: string) {
     const path = this.path(key);
+    await this.directoryOf(path);
+    return open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  }
+
+  private async directoryOf(path: string): Promise<void> {
     const dir = dirname(path);
     if (!this.directories.has(dir)) {
       await mkdir(dir, { recursive: true });
       this.directories.add(dir);
     }
-    return open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  }
+
+  async putFile(key: string, source: string, size: number): Promise<void> {
+    const path = this.path(key);
+    await this.directoryOf(path);
+    try {
+      // Same filesystem: a second name for the same bytes, nothing copied.
+      await link(source, path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EMLINK') throw err;
+      await copyFile(source, path, constants.COPYFILE_EXCL);
+    }
+    try {
+      const handle = await open(path, 'r+');
+      try {
+        const { size: actual } = await handle.stat();
+        if (actual !== size) throw new Error(`putFile ${key}: the file holds ${actual} bytes, expected ${size}`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await syncDirectory(dirname(path));
+    } catch (err) {
+      await rm(path, { force: true });
+      throw err;
+    }
   }
 
   async appendUpload(key: string, state: string, offset: number, body: Readable): Promise<{ state: string; size: number }> {

@@ -52,6 +52,13 @@ export interface ObjectStore {
   listStagedUploads?(): AsyncIterable<ObjectInfo>;
   /** Deletes an upload's auxiliary objects, leaving the object at its key alone. */
   discardStaged?(key: string): Promise<void>;
+  /**
+   * Stores a complete local file of `size` bytes as the durable object at `key` (the file is left
+   * in place). The file store links it when `spoolDirectory` holds it, and copies it otherwise.
+   */
+  putFile(key: string, path: string, size: number): Promise<void>;
+  /** A directory on the store's own filesystem for files that `putFile` then links; absent for remote stores. */
+  readonly spoolDirectory?: string;
   /** Discards an unfinished upload and its bytes. Idempotent. */
   abortUpload(key: string, state: string): Promise<void>;
   close(): Promise<void>;

@@ -50,6 +50,7 @@
  * uploads that have some, and abortUpload(key) removes them.
  */
 import { randomBytes, createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
@@ -443,6 +444,19 @@ export class S3ObjectStore implements ObjectStore {
       );
     } catch (err) {
       await this.abortMultipart(target, uploadId).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** One streaming append of the file and its completion: parts of `partSize`, the file's memory never held. */
+  async putFile(key: string, path: string, size: number): Promise<void> {
+    const state = await this.beginUpload(key);
+    try {
+      const written = await this.appendUpload(key, state, 0, createReadStream(path, { highWaterMark: MiB }));
+      if (written.size !== size) throw new Error(`putFile ${key}: the file holds ${written.size} bytes, expected ${size}`);
+      await this.completeUpload(key, written.state, size);
+    } catch (err) {
+      await this.abortUpload(key, state).catch(() => {});
       throw err;
     }
   }

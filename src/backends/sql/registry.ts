@@ -40,6 +40,10 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog,
     this.policies = new SqlPolicies(this.ctx);
   }
 
+  get spoolDirectory(): string | undefined {
+    return this.ctx.objects.spoolDirectory;
+  }
+
   repository(name: RepositoryName, origin?: EventOrigin): Repository {
     const ctx = this.ctx;
     return {

@@ -5,6 +5,7 @@
  * upload-inline.ts and the running digests in hash-cache.ts. This module sequences them.
  */
 import { randomUUID, type Hash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { createHasher, digestAlgorithm, finishDigest, type Digest, type DigestAlgorithm } from '../../core/digest.js';
@@ -124,6 +125,32 @@ export class SqlUploadStore implements UploadStore {
     if (!(await this.sessions.cancel(id))) throw errors.rangeInvalid('upload is busy');
     this.ctx.hashes.forget(id);
     await this.ctx.objects.abortUpload(row.object_key, row.store_state).catch(() => {});
+  }
+
+  /**
+   * A blob from a local file the caller hashed while receiving it (no second hash). It goes
+   * through a session like any upload: the row names the object while it is written, so
+   * collection leaves it alone and a crash leaves an expiring session, not an orphan. A blob
+   * small enough to be inline is stored inline, as a push would.
+   */
+  async putFile(digest: Digest, path: string, size: number): Promise<BlobInfo> {
+    this.checkSize(size);
+    const { id } = await this.start();
+    this.ctx.hashes.forget(id);
+    const row = await this.row(id);
+    try {
+      const inline = row.inline && size <= (this.ctx.options.inlineBlobBytes ?? 0);
+      const content = inline ? await readFile(path) : null;
+      if (content && content.length !== size) throw new Error(`putFile: ${path} holds ${content.length} bytes, expected ${size}`);
+      if (!content) await this.ctx.objects.putFile(row.object_key, path, size);
+      const { duplicate } = await this.commitBlob({ ...row, size, content }, digest, { offset: 0 });
+      // The blob already existed: this copy is garbage.
+      if (duplicate && !content) await this.ctx.objects.delete(row.object_key).catch(() => {});
+      return { digest, size };
+    } catch (err) {
+      await this.cancel(id).catch(() => undefined);
+      throw err;
+    }
   }
 
   private async row(id: string): Promise<SessionRow> {
