@@ -172,7 +172,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig, 
     {
       url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
       ...(metricsServer ? { metrics: `http://${showAddress(metricsServer.address() as AddressInfo)}/metrics` } : {}),
-      version: VERSION, ...engine.describe, auth: describeAuth(security.authorizer),
+      version: VERSION, ...(link ? { pid: process.pid } : {}), ...engine.describe, auth: describeAuth(security.authorizer),
       ...(upstreams.length ? { proxy: upstreams.map((u) => `${u.prefix}=${u.url}`) } : {}) },
     'listening',
   );
@@ -201,6 +201,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig, 
       .then(() => engine.registry.collectGarbage({ ...options.gc, skipOrphanScan }))
       .then((report) => {
         metrics.gcPass(report);
+        logger.debug({ ran: report.ran, durationMs: report.durationMs }, 'collection pass');
         if (report.ran) {
           lastGc = { at: Date.now(), report };
           link?.gcDone(lastGc);
