@@ -113,6 +113,8 @@ interface Figures {
 
 async function measure(engine: 'sqlite' | 'pg', workers: number, dir: string): Promise<Figures> {
   const s = settingsFor(values.quick ?? false, defaultLoadTool(), 1, dir);
+  // Each worker warms up (JIT, caches) on its share of the warm-up load only: give it as long as it takes one process.
+  s.warmupS = 3;
   const dataDir = join(dir, `${engine}-${workers}-${randomBytes(3).toString('hex')}`);
   const databaseUrl = engine === 'pg' ? await createDatabase() : undefined;
   const server = await startPortfolio({
@@ -152,6 +154,12 @@ async function measure(engine: 'sqlite' | 'pg', workers: number, dir: string): P
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'portfolio-bench-workers-'));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(130);
+  });
+}
 const results = new Map<string, Figures[]>();
 try {
   for (const engine of engines) {

@@ -139,6 +139,8 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig, 
   const proxy = upstreams.length
     ? new ProxyRegistry(engine.registry, upstreams, { logger, observer: new ProxyMetrics(metrics.registry, upstreams.map((u) => u.prefix)), ledger: engine.registry })
     : undefined;
+  const ui = uiFrom(options.config, engine.registry, logger, () => lastGc);
+  if (link && ui.api) link.shareSessions(ui.api.sessions);
   const server = createRegistryServer(proxy ?? engine.registry, {
     logger,
     tls,
@@ -149,7 +151,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig, 
     health,
     metrics,
     serveMetrics: !metricsAt,
-    ...uiFrom(options.config, engine.registry, logger, () => lastGc),
+    ...ui,
     ...(proxy ? { mirror: (ns: string) => proxy.mirrorPrefix(ns) } : {}),
     ...security,
   });

@@ -1,6 +1,7 @@
 /** A worker process's side of `serve --workers N`: duties, merged metrics and GC status from the primary. */
 import type { Registry } from 'prom-client';
 import type { GcStatus } from '../http/api/api.js';
+import type { Sessions } from '../http/api/sessions.js';
 import { isMessage, type ToPrimary, type ToWorker } from './worker-messages.js';
 
 /** A scrape that the primary does not answer in this time falls back to this process's own figures. */
@@ -12,6 +13,7 @@ export class WorkerLink {
   private onDuties: (() => void) | undefined;
   private dutiesGiven = false;
   private onGc: ((status: GcStatus) => void) | undefined;
+  private sessions: Sessions | undefined;
 
   constructor(private readonly registry: Registry) {
     process.on('message', (message: unknown) => {
@@ -28,6 +30,12 @@ export class WorkerLink {
   /** Another worker's collection pass, for this worker's web interface. */
   onGcStatus(apply: (status: GcStatus) => void): void {
     this.onGc = apply;
+  }
+
+  /** Web-interface logins made on any worker hold on every worker. */
+  shareSessions(sessions: Sessions): void {
+    this.sessions = sessions;
+    sessions.onChange = (change) => send({ portfolio: 'session', change });
   }
 
   ready(): void {
@@ -75,6 +83,9 @@ export class WorkerLink {
       }
       case 'gc':
         this.onGc?.(message.status);
+        return;
+      case 'session':
+        this.sessions?.apply(message.change);
         return;
     }
   }

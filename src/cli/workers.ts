@@ -124,6 +124,7 @@ export function runPrimary(options: PrimaryOptions): Promise<void> {
         collecting.get(message.id)?.get(worker.id)?.(message.metrics);
         return;
       case 'gc':
+      case 'session':
         for (const s of slots.values()) if (s.worker.id !== worker.id) post(s.worker, message);
         return;
     }
