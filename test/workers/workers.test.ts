@@ -7,8 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { writeHtpasswd } from '../auth/util.js';
 import { blob, image, pushImage, sha256 } from '../helpers/oci.js';
 import { ENGINE, startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { Ledger, pushAnchors, runWorkload, verifyLedger } from '../helpers/workload.js';
@@ -212,6 +216,30 @@ test(`serve --workers 2 (${ENGINE}): a worker killed mid-push loses nothing ackn
     assert.equal(metric(scrape, 'portfolio_worker_restarts_total'), 3);
   } finally {
     await server.stop();
+  }
+});
+
+test(`serve --workers 2 (${ENGINE}): a web-interface login holds on every worker, and so does its logout`, { timeout: 120_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'portfolio-workers-ui-'));
+  await writeHtpasswd(join(dir, 'htpasswd'), { root: 'rootpw' });
+  const server = await startWorkers(['--htpasswd', join(dir, 'htpasswd')]);
+  const api = `${server.url}/_portfolio/api/v1/session`;
+  const user = async (cookie: string) => (JSON.parse((await once(api, 'GET', { cookie })).body.toString()) as { user: string | null }).user;
+  try {
+    const login = await once(api, 'POST', { 'content-type': 'application/json' }, Buffer.from(JSON.stringify({ username: 'root', password: 'rootpw' })));
+    assert.equal(login.status, 200, login.body.toString());
+    const cookie = ([] as string[]).concat(login.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).join('; ');
+    const csrf = (JSON.parse(login.body.toString()) as { csrf: string }).csrf;
+    // Each on a connection of its own: round-robin sends them to both workers.
+    for (let i = 0; i < 6; i++) assert.equal(await user(cookie), 'root', `request ${i} did not know the session`);
+    const sessionWorkers = new Set(logLines(server).flatMap((l) => (l.method === 'GET' && l.path === '/_portfolio/api/v1/session' ? [l.worker] : [])));
+    assert.equal(sessionWorkers.size, 2, 'one worker answered every request');
+    const out = await once(api, 'DELETE', { cookie, 'x-portfolio-csrf': csrf });
+    assert.equal(out.status, 204);
+    for (let i = 0; i < 6; i++) assert.equal(await user(cookie), null, `request ${i} still knew the ended session`);
+  } finally {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
   }
 });
 
