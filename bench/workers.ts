@@ -10,7 +10,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -109,6 +109,13 @@ interface Figures {
   getCpuUs: number;
   pushes: number;
   pushCpuMs: number;
+  /** SQLite statements that waited for another worker's write lock, per pushed image. */
+  busyWaitsPerPush: number;
+}
+
+async function busyWaits(server: Registry): Promise<number> {
+  const text = await fetch(`${server.url}/metrics`).then((r) => r.text());
+  return Number(/^portfolio_database_busy_waits_total (\S+)$/m.exec(text)?.[1] ?? 0);
 }
 
 async function measure(engine: 'sqlite' | 'pg', workers: number, dir: string): Promise<Figures> {
@@ -130,9 +137,11 @@ async function measure(engine: 'sqlite' | 'pg', workers: number, dir: string): P
     const prefix = `bench-${seed.toString(16)}`;
     // Pushes: warm-up, then the timed ones.
     await smallPushes(raw, s, `${prefix}/warmup`, smallImages(s.warmupImages, seed));
+    const waits0 = await busyWaits(server);
     let cpu0 = await serverCpu(server.pid!);
     const pushed = await smallPushes(raw, s, prefix, smallImages(s.images, seed + 1));
     const pushCpuMs = (cpuBetween(cpu0, await serverCpu(server.pid!)) * 1000) / s.images;
+    const busyWaitsPerPush = ((await busyWaits(server)) - waits0) / s.images;
     // Manifest GET: one image, many connections.
     const client = new Client(server.url);
     const [image] = smallImages(1, seed + 2);
@@ -143,7 +152,7 @@ async function measure(engine: 'sqlite' | 'pg', workers: number, dir: string): P
     const got = await runLoad({ ...load, durationS: s.loadDurationS });
     const getCpuUs = (cpuBetween(cpu0, await serverCpu(server.pid!)) * 1e6) / got.requests;
     if (got.errors > 0) log(`warning: ${got.errors} manifest GET errors`);
-    return { getRps: got.rps, getCpuUs, pushes: pushed.value, pushCpuMs };
+    return { getRps: got.rps, getCpuUs, pushes: pushed.value, pushCpuMs, busyWaitsPerPush };
   } finally {
     raw.close();
     await server.stop();
@@ -171,14 +180,14 @@ try {
         results.set(key, [...(results.get(key) ?? []), f]);
         log(
           `${engine}, --workers ${workers}, round ${round + 1}: manifest GET ${f.getRps.toFixed(0)}/s (${f.getCpuUs.toFixed(0)} µs CPU each), ` +
-            `small-image pushes ${f.pushes.toFixed(0)}/s (${f.pushCpuMs.toFixed(2)} ms CPU each)`,
+            `small-image pushes ${f.pushes.toFixed(0)}/s (${f.pushCpuMs.toFixed(2)} ms CPU each, ${f.busyWaitsPerPush.toFixed(2)} write-lock waits each); load average ${loadavg()[0]!.toFixed(1)}`,
         );
       }
     }
   }
   const cores = (await import('node:os')).availableParallelism();
   console.log(`serve --workers: medians of ${rounds} rounds on ${cores} cores; CPU = every server process (primary and workers), per request or image`);
-  console.log('engine   workers  manifest GET/s  CPU µs/GET  pushes/s  CPU ms/push');
+  console.log('engine   workers  manifest GET/s  CPU µs/GET  pushes/s  CPU ms/push  lock waits/push');
   const json: Record<string, Figures> = {};
   for (const [key, runs] of results) {
     const [engine, workers] = key.split(' ');
@@ -187,10 +196,11 @@ try {
       getCpuUs: median(runs.map((r) => r.getCpuUs)),
       pushes: median(runs.map((r) => r.pushes)),
       pushCpuMs: median(runs.map((r) => r.pushCpuMs)),
+      busyWaitsPerPush: median(runs.map((r) => r.busyWaitsPerPush)),
     };
     json[key.replace(' ', '_workers_')] = m;
     console.log(
-      `${engine!.padEnd(8)} ${workers!.padStart(7)}  ${m.getRps.toFixed(0).padStart(14)}  ${m.getCpuUs.toFixed(0).padStart(10)}  ${m.pushes.toFixed(0).padStart(8)}  ${m.pushCpuMs.toFixed(2).padStart(11)}`,
+      `${engine!.padEnd(8)} ${workers!.padStart(7)}  ${m.getRps.toFixed(0).padStart(14)}  ${m.getCpuUs.toFixed(0).padStart(10)}  ${m.pushes.toFixed(0).padStart(8)}  ${m.pushCpuMs.toFixed(2).padStart(11)}  ${m.busyWaitsPerPush.toFixed(2).padStart(15)}`,
     );
   }
   console.log(`BENCH_JSON ${JSON.stringify(json)}`);
