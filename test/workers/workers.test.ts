@@ -8,13 +8,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { writeHtpasswd } from '../auth/util.js';
 import { blob, image, pushImage, sha256 } from '../helpers/oci.js';
-import { ENGINE, startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { ENGINE, freshEngine, runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { Ledger, pushAnchors, runWorkload, verifyLedger } from '../helpers/workload.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -239,6 +240,22 @@ test(`serve --workers 2 (${ENGINE}): a web-interface login holds on every worker
     for (let i = 0; i < 6; i++) assert.equal(await user(cookie), null, `request ${i} still knew the ended session`);
   } finally {
     await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test(`serve --workers 2 (${ENGINE}): workers that cannot start stop the primary with status 1, not a restart loop`, { timeout: 120_000 }, async () => {
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  const dir = await mkdtemp(join(tmpdir(), 'portfolio-workers-port-'));
+  try {
+    const port = (taken.address() as AddressInfo).port;
+    const run = await runCli(['serve', '--workers', '2', '--addr', `127.0.0.1:${port}`, ...(await freshEngine(dir))]);
+    assert.equal(run.code, 1, run.stdout + run.stderr);
+    assert.match(run.stderr, /EADDRINUSE/);
+    assert.match(run.stderr, /a worker exited during start-up/);
+  } finally {
+    taken.close();
     await rm(dir, { recursive: true, force: true });
   }
 });
