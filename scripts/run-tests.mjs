@@ -39,7 +39,7 @@ const all = files(dist).sort();
 const engineFree = (f) => /\/(unit|layers|objects|cli)\//.test(f);
 // Suites that exercise the metadata engine and not the object store: on PostgreSQL + S3 they would
 // repeat their PostgreSQL + files run.
-const metadataOnly = (f) => /\/(auth|events|health|metrics|tls|policies|ui)\//.test(f);
+const metadataOnly = (f) => /\/(auth|events|health|metrics|tls|policies|ui|workers)\//.test(f);
 let failed = false;
 const ran = [];
 for (const engine of wanted) {

@@ -1,4 +1,9 @@
-/** `portfolio serve`: the registry process, with a clean drain on SIGTERM/SIGINT. */
+/**
+ * `portfolio serve`: the registry process, with a clean drain on SIGTERM/SIGINT. With
+ * `--workers N` (N > 1) this process becomes the primary of N workers (workers.ts), each of which
+ * runs `serve` below; one of them runs the background duties.
+ */
+import cluster from 'node:cluster';
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,6 +30,8 @@ import type { Config } from './settings.js';
 import { uiFrom } from './ui.js';
 import type { GcStatus } from '../http/api/api.js';
 import { VERSION } from './version.js';
+import { WorkerLink } from './worker-link.js';
+import { runPrimary, workerCount } from './workers.js';
 
 export interface ServeOptions extends EngineOptions {
   addr: string;
@@ -59,13 +66,43 @@ export function serveOptionsFrom(config: Config): ServeOptions {
 /** Runs the registry; `load` builds the configuration, at start and again on SIGHUP. */
 export async function serveConfigured(load: () => LoadedConfig): Promise<void> {
   const options = serveOptionsFrom(load().config);
-  await serve(options, load);
+  const count = workerCount(options.config.http.workers);
+  if (cluster.isWorker) {
+    // Workers run what every worker shares; the primary already migrated the schema and applied the file's policies.
+    const logger = options.logger.child({ worker: cluster.worker?.id });
+    return serve({ ...options, logger, migrate: false }, load, { applyPolicies: false });
+  }
+  if (count <= 1) return serve(options, load);
+  await prepareShared(options);
+  await runPrimary({ count, logger: options.logger });
+  options.logger.info('stopped');
+  options.logger.flush?.();
+}
+
+/**
+ * What the workers must not each do at once before serving: migrate the schema, generate the
+ * token signing key, apply the file's policies. Bad settings fail here, once.
+ */
+async function prepareShared(options: ServeOptions): Promise<void> {
+  parseAddr(options.addr);
+  await serveSecurity(options.config, options.logger);
+  const engine = await openEngine(options);
+  try {
+    await applyConfigPolicies(engine.registry.policies, options.config, options.logger);
+  } finally {
+    await engine.registry.close();
+  }
+}
+
+interface ServeRole {
+  /** Apply the file's policies at start and on reload (one process of several does). */
+  applyPolicies: boolean;
 }
 
 const DRAIN_TIMEOUT_MS = 30_000;
 const ORPHAN_SCAN_INTERVAL_MS = 10 * 60_000;
 
-export async function serve(options: ServeOptions, reload?: () => LoadedConfig): Promise<void> {
+export async function serve(options: ServeOptions, reload?: () => LoadedConfig, role: ServeRole = { applyPolicies: true }): Promise<void> {
   const { host, port } = parseAddr(options.addr);
   const tls = options.tlsCert && options.tlsKey ? { cert: await readFile(options.tlsCert), key: await readFile(options.tlsKey) } : undefined;
   if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
@@ -76,6 +113,9 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
   const metrics = new Metrics({ stats: () => engine.registry.stats(), backlog: () => engine.registry.eventBacklog() });
   const engine = await openEngine({ ...options, observer: metrics });
   const logger = options.logger;
+  // In a worker: duties when the primary names this one, metrics merged across the workers.
+  const link = cluster.isWorker ? new WorkerLink(metrics.registry) : undefined;
+  if (link) metrics.aggregate = () => link.scrape();
   // Events recorded by any replica go out from every replica that runs serve (see dispatcher.ts).
   const dispatcher = new Dispatcher(
     engine.registry,
@@ -89,15 +129,18 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     await dispatcher.run(runners);
   };
   await startSinks(options.config);
-  await applyConfigPolicies(engine.registry.policies, options.config, logger);
+  if (role.applyPolicies) await applyConfigPolicies(engine.registry.policies, options.config, logger);
   // The last background collection pass, for the web interface's usage page.
   let lastGc: GcStatus | null = null;
+  link?.onGcStatus((status) => (lastGc = status));
   const health = new Health(() => engine.registry.readiness());
   // Repositories under an upstream's prefix are served through the pull-through cache (docs/proxy.md).
   const upstreams = options.config.proxy ?? [];
   const proxy = upstreams.length
     ? new ProxyRegistry(engine.registry, upstreams, { logger, observer: new ProxyMetrics(metrics.registry, upstreams.map((u) => u.prefix)), ledger: engine.registry })
     : undefined;
+  const ui = uiFrom(options.config, engine.registry, logger, () => lastGc);
+  if (link && ui.api) link.shareSessions(ui.api.sessions);
   const server = createRegistryServer(proxy ?? engine.registry, {
     logger,
     tls,
@@ -108,7 +151,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     health,
     metrics,
     serveMetrics: !metricsAt,
-    ...uiFrom(options.config, engine.registry, logger, () => lastGc),
+    ...ui,
     ...(proxy ? { mirror: (ns: string) => proxy.mirrorPrefix(ns) } : {}),
     ...security,
   });
@@ -131,18 +174,21 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
     {
       url: `${tls ? 'https' : 'http'}://${shownHost}:${address.port}`,
       ...(metricsServer ? { metrics: `http://${showAddress(metricsServer.address() as AddressInfo)}/metrics` } : {}),
-      version: VERSION, ...engine.describe, auth: describeAuth(security.authorizer),
+      version: VERSION, ...(link ? { pid: process.pid } : {}), ...engine.describe, auth: describeAuth(security.authorizer),
       ...(upstreams.length ? { proxy: upstreams.map((u) => `${u.prefix}=${u.url}`) } : {}) },
     'listening',
   );
 
-  const sweep = setInterval(() => {
-    engine.registry
-      .expireUploads()
-      .then((n) => n && logger.info({ expired: n }, 'expired upload sessions'))
-      .catch((err: unknown) => logger.error({ err }, 'upload expiry failed'));
-  }, options.uploadSweepIntervalMs);
-  sweep.unref();
+  let sweep: NodeJS.Timeout | undefined;
+  const startSweep = () => {
+    sweep = setInterval(() => {
+      engine.registry
+        .expireUploads()
+        .then((n) => n && logger.info({ expired: n }, 'expired upload sessions'))
+        .catch((err: unknown) => logger.error({ err }, 'upload expiry failed'));
+    }, options.uploadSweepIntervalMs);
+    sweep.unref();
+  };
 
   // Background collection: one pass at a time, the next one an interval after the last ends.
   let gcTimer: NodeJS.Timeout | undefined;
@@ -157,13 +203,18 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
       .then(() => engine.registry.collectGarbage({ ...options.gc, skipOrphanScan }))
       .then((report) => {
         metrics.gcPass(report);
-        if (report.ran) lastGc = { at: Date.now(), report };
+        logger.debug({ ran: report.ran, durationMs: report.durationMs }, 'collection pass');
+        if (report.ran) {
+          lastGc = { at: Date.now(), report };
+          link?.gcDone(lastGc);
+        }
         const removed = report.manifestsDeleted + report.linksDeleted + report.blobsDeleted + report.orphanObjectsDeleted + report.uploadsExpired;
         if (report.ran && removed > 0) logger.info({ ...report }, 'garbage collected');
       })
       .catch((err: unknown) => {
         metrics.gcPass(null);
         lastGc = { at: Date.now(), error: (err as Error).message };
+        link?.gcDone(lastGc);
         logger.error({ err }, 'garbage collection failed');
       })
       .finally(() => {
@@ -181,9 +232,19 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
       logger.error({ err }, 'cache prune failed');
     }
   };
-  if (options.gc.intervalMs > 0) gcTimer = setTimeout(collect, options.gc.intervalMs);
-
+  // Background duties run in one process: this one alone, or the worker the primary names.
   let stopping = false;
+  let hasDuties = false;
+  const startDuties = () => {
+    if (stopping || hasDuties) return;
+    hasDuties = true;
+    startSweep();
+    if (options.gc.intervalMs > 0) gcTimer = setTimeout(collect, options.gc.intervalMs);
+  };
+  if (link) link.whenDuties(startDuties);
+  else startDuties();
+  link?.ready();
+
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -211,10 +272,13 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
           logger.info('stopped');
           logger.flush?.();
           process.exitCode = 0;
+          // The channel to the primary would keep a worker alive.
+          if (link) process.exit(0);
         })
         .catch((err: unknown) => {
           logger.error({ err }, 'close failed');
           process.exitCode = 1;
+          if (link) process.exit(1);
         });
     };
     if (inFlight === 0) closeListener();
@@ -222,12 +286,17 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig):
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // A primary that is gone cannot restart or stop this worker: drain and go.
+  if (link) process.once('disconnect', () => stop('primary gone'));
   if (reload) {
     const applyEvents = async (config: Config) => {
       engine.registry.routeEvents(eventRouting(config));
       await startSinks(config);
     };
-    const applyPolicies = (config: Config) => applyConfigPolicies(engine.registry.policies, config, logger);
+    // Policies are rows every worker reads: one process (the one with the duties) writes them on reload.
+    const applyPolicies = async (config: Config) => {
+      if (hasDuties) await applyConfigPolicies(engine.registry.policies, config, logger);
+    };
     watchReloads({ running: options.config, load: reload, logger, authorizer: security.authorizer, applyEvents, applyPolicies });
   }
 }

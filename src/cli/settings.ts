@@ -67,6 +67,12 @@ const count = () =>
     if (!/^\d+$/.test(value)) throw new Error(`expected a non-negative integer, got ${JSON.stringify(value)}`);
     return Number(value);
   });
+/** `auto` or a count of worker processes (at least 1; 256 is far past any core count worth it). */
+function parseWorkers(value: string): number | 'auto' {
+  if (value === 'auto') return 'auto';
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 256) throw new Error(`expected a number from 1 to 256 or auto, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
 const choice = <T extends string>(values: readonly T[]) =>
   z.enum(values as [T, ...T[]], { error: `expected one of ${values.join(', ')}` });
 
@@ -212,6 +218,14 @@ const TOKEN = ['serve', 'token'] as const;
 export const SETTINGS = {
   http: {
     addr: setting({ flag: '--addr <host:port>', env: 'PORTFOLIO_ADDR', default: '0.0.0.0:5000', help: 'address to listen on', schema: addr(), on: SERVE }),
+    workers: setting({
+      flag: '--workers <n>',
+      env: 'PORTFOLIO_WORKERS',
+      default: '1',
+      help: 'processes serving the listener together: a number, or auto for one per available core',
+      schema: parsed('a positive integer or auto', parseWorkers),
+      on: SERVE,
+    }),
     tls: {
       cert: setting({ flag: '--tls-cert <file>', env: 'PORTFOLIO_TLS_CERT', help: 'PEM certificate: serve HTTPS', schema: text('a file name'), on: SERVE }),
       key: setting({ flag: '--tls-key <file>', env: 'PORTFOLIO_TLS_KEY', help: 'PEM private key for --tls-cert', schema: text('a file name'), on: SERVE }),

@@ -7,6 +7,8 @@
 export interface StorageObserver {
   /** A transaction failed on a conflict (serialization failure, deadlock, unique-key race) and is run again. */
   transactionRetried(): void;
+  /** A SQLite statement found another process holding the write lock and waits to run again. */
+  busyWaited?(): void;
 }
 
 /** One readiness check: a dependency the registry cannot serve without. */

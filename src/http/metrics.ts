@@ -72,6 +72,7 @@ export class Metrics implements StorageObserver {
   private readonly received: Counter;
   private readonly sent: Counter;
   private readonly retries: Counter;
+  private readonly busyWaits: Counter;
   private readonly gcPasses: Counter<'result'>;
   private readonly gcRemoved: Counter<'kind'>;
   private readonly gcBytes: Counter;
@@ -110,11 +111,17 @@ export class Metrics implements StorageObserver {
     this.received = new Counter({ name: 'portfolio_http_received_bytes_total', help: 'Bytes received from clients (headers and bodies)', registers });
     this.sent = new Counter({ name: 'portfolio_http_sent_bytes_total', help: 'Bytes sent to clients (headers and bodies)', registers });
     this.retries = new Counter({ name: 'portfolio_database_transaction_retries_total', help: 'Transactions run again after a conflict (PostgreSQL serialization failure, deadlock, unique-key race)', registers });
+    this.busyWaits = new Counter({
+      name: 'portfolio_database_busy_waits_total',
+      help: 'Waits of a SQLite statement for the write lock another worker process held (contention between workers)',
+      registers,
+    });
     this.gcPasses = new Counter({ name: 'portfolio_gc_passes_total', help: 'Background garbage collection passes, by result: ok, skipped (another replica held the lease), failed', labelNames: ['result'], registers });
     this.gcRemoved = new Counter({ name: 'portfolio_gc_removed_total', help: 'Items removed by garbage collection, by kind', labelNames: ['kind'], registers });
     this.gcBytes = new Counter({ name: 'portfolio_gc_removed_bytes_total', help: 'Bytes freed by garbage collection (blobs and orphaned objects)', registers });
     this.gcDuration = new Histogram({ name: 'portfolio_gc_duration_seconds', help: 'Duration of garbage collection passes that ran', buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900], registers });
-    this.gcLastSuccess = new Gauge({ name: 'portfolio_gc_last_success_timestamp_seconds', help: 'Unix time the last garbage collection pass completed (0: none yet)', registers });
+    // Gauges every worker process reads alike (or only one sets) are merged by max, not summed (see `aggregate`).
+    this.gcLastSuccess = new Gauge({ name: 'portfolio_gc_last_success_timestamp_seconds', help: 'Unix time the last garbage collection pass completed (0: none yet)', registers, aggregator: 'max' });
     for (const result of ['ok', 'skipped', 'failed']) this.gcPasses.labels(result).inc(0);
     for (const kind of ['manifests', 'links', 'blobs', 'orphans', 'uploads']) this.gcRemoved.labels(kind).inc(0);
     if (options.stats) {
@@ -124,6 +131,7 @@ export class Metrics implements StorageObserver {
           name,
           help,
           registers,
+          aggregator: 'max',
           collect: async function (this: Gauge) {
             const value = await cached();
             if (value) this.set(pick(value));
@@ -144,6 +152,7 @@ export class Metrics implements StorageObserver {
           help,
           labelNames: ['sink'],
           registers,
+          aggregator: 'max',
           collect: async function (this: Gauge<'sink'>) {
             const value = await cached();
             if (!value) return;
@@ -206,6 +215,10 @@ export class Metrics implements StorageObserver {
     this.retries.inc();
   }
 
+  busyWaited(): void {
+    this.busyWaits.inc();
+  }
+
   /** Records a background collection pass: its report, or null when it failed. */
   gcPass(report: GcReport | null): void {
     if (!report) return void this.gcPasses.labels('failed').inc();
@@ -221,9 +234,15 @@ export class Metrics implements StorageObserver {
     this.gcLastSuccess.set(Date.now() / 1000);
   }
 
+  /**
+   * With several worker processes, the exposition of all of them merged (by the primary); a
+   * scrape answered by any worker then reads the same totals.
+   */
+  aggregate?: () => Promise<string>;
+
   /** Answers a scrape with the text exposition format. */
   async serve(res: ServerResponse): Promise<void> {
-    const body = Buffer.from(await this.registry.metrics());
+    const body = Buffer.from(this.aggregate ? await this.aggregate() : await this.registry.metrics());
     res.writeHead(200, { 'Content-Type': this.registry.contentType, 'Content-Length': String(body.length) });
     res.end(res.req.method === 'HEAD' ? undefined : body);
   }

@@ -74,6 +74,11 @@ export interface WorkloadOptions {
   ledger: Ledger;
   /** Stop early (e.g. when every server is about to be killed). */
   stopped?: () => boolean;
+  /**
+   * Processes behind a live URL may be killed (the workers of `serve --workers`): a request that
+   * fails on its connection then has an unknown outcome, like one to a killed server.
+   */
+  workersDie?: boolean;
 }
 
 /** A request cut off because its server was killed: the operation is abandoned, its outcome unknown. */
@@ -125,9 +130,15 @@ class Client {
     let res: Response;
     for (let attempt = 0; ; attempt++) {
       try {
-        res = await fetch(`${url}${path}`, { method, headers: init.headers, body: init.body });
+        // node:cluster's primary keeps a connection it was handing to a worker that died open, unanswered: give up on it.
+        const signal = this.o.workersDie ? AbortSignal.timeout(10_000) : undefined;
+        res = await fetch(`${url}${path}`, { method, headers: init.headers, body: init.body, signal });
       } catch (err) {
         if (!this.o.urls.includes(url) || this.o.stopped?.()) throw new Interrupted(`server ${url} killed`);
+        if (this.o.workersDie) {
+          this.ledger.count('cut by a killed worker');
+          throw new Interrupted(`a worker of ${url} killed`);
+        }
         throw err;
       }
       // Too many requests in flight from this address (the clients share one): wait, as clients do.

@@ -3,16 +3,19 @@
  * the transaction runner. Everything that differs between the two engines at run time is here.
  */
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type SqliteDatabase as SqliteDialectDatabase, type Transaction } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, sql, type SqliteDatabase as SqliteDialectDatabase, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { StorageObserver } from '../../core/observer.js';
 import { migrations, type Dialect, type Schema } from './schema.js';
+import { BusyRetryDialect } from './sqlite-busy.js';
 
 // int8 columns (sizes, times, ids) fit in a double; read them as numbers on PostgreSQL too.
 pg.types.setTypeParser(20, (value) => Number(value));
 
 /** Advisory lock key that serializes schema migrations across replicas. */
 const MIGRATION_LOCK = 0x706f7274;
+/** How long a SQLite statement waits in all for another process's write lock before failing (ms). */
+const SQLITE_BUSY_MAX_WAIT_MS = 10_000;
 
 export type Executor = Kysely<Schema> | Transaction<Schema>;
 
@@ -36,6 +39,8 @@ export class Database {
     readonly db: Kysely<Schema>,
     readonly dialect: Dialect,
     private readonly observer: StorageObserver | undefined,
+    /** The SQLite handle (absent on PostgreSQL). */
+    private readonly sqlite?: SqliteDatabase.Database,
   ) {}
 
   static async open(options: DatabaseOptions): Promise<Database> {
@@ -59,8 +64,14 @@ export class Database {
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma(`synchronous = ${options.sqliteSync ?? 'NORMAL'}`);
     sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma('busy_timeout = 10000');
-    return new Database(new Kysely<Schema>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) }), 'sqlite', options.observer);
+    // Never a synchronous busy-wait: a statement that meets another process's write lock is
+    // retried asynchronously (sqlite-busy.ts), so the event loop serves on while it waits.
+    sqlite.pragma('busy_timeout = 0');
+    const dialect = new BusyRetryDialect(
+      { database: withStatementCache(sqlite) },
+      { inTransaction: () => sqlite.inTransaction, waited: () => options.observer?.busyWaited?.(), maxWaitMs: SQLITE_BUSY_MAX_WAIT_MS },
+    );
+    return new Database(new Kysely<Schema>({ dialect }), 'sqlite', options.observer, sqlite);
   }
 
   get postgres(): boolean {
@@ -82,9 +93,22 @@ export class Database {
             await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`.execute(conn);
           }
         })
-      : await run();
+      : await this.withSqliteBusyTimeout(run);
     if (error) throw new Error(`database migration failed: ${(error as Error).message ?? String(error)}`);
     return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  }
+
+  /**
+   * Migrations run deferred transactions (Kysely's migrator), which cannot be retried statement by
+   * statement: they wait in SQLite's own busy handler instead, once, at start-up.
+   */
+  private async withSqliteBusyTimeout<T>(work: () => Promise<T>): Promise<T> {
+    this.sqlite?.pragma(`busy_timeout = ${SQLITE_BUSY_MAX_WAIT_MS}`);
+    try {
+      return await work();
+    } finally {
+      this.sqlite?.pragma('busy_timeout = 0');
+    }
   }
 
   /** Names of the migrations this build knows that the database has not applied yet. */
@@ -96,7 +120,8 @@ export class Database {
 
   /**
    * Runs `work` in one transaction. SQLite takes the write lock up front (BEGIN IMMEDIATE), so
-   * processes sharing the file queue instead of failing on a lock upgrade; PostgreSQL retries
+   * processes sharing the file queue (waiting asynchronously, sqlite-busy.ts) instead of failing
+   * on a lock upgrade; PostgreSQL retries
    * serialization failures, deadlocks and unique-key races, which `work` must tolerate by
    * re-reading its state.
    */

@@ -19,19 +19,34 @@ export interface Session {
   expiresAt: number;
 }
 
+/** A session begun or ended, for the other processes that serve the same interface (serve --workers). */
+export type SessionChange = { created: Session } | { ended: string };
+
 /** Sessions past this count push out the oldest (bounded memory whatever the login rate). */
 const MAX_SESSIONS = 10_000;
 
 export class Sessions {
   private readonly sessions = new Map<string, Session>();
 
+  /** Told of every session this process begins or ends. */
+  onChange: ((change: SessionChange) => void) | undefined;
+
   constructor(readonly ttlMs: number) {}
+
+  /** A change another process made. */
+  apply(change: SessionChange, now = Date.now()): void {
+    if ('ended' in change) return void this.sessions.delete(change.ended);
+    this.sweep(now);
+    while (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
+    this.sessions.set(change.created.id, change.created);
+  }
 
   create(user: string, now = Date.now()): Session {
     this.sweep(now);
     while (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
     const session = { id: token(), user, csrf: token(), expiresAt: now + this.ttlMs };
     this.sessions.set(session.id, session);
+    this.onChange?.({ created: session });
     return session;
   }
 
@@ -50,6 +65,7 @@ export class Sessions {
 
   end(session: Session): void {
     this.sessions.delete(session.id);
+    this.onChange?.({ ended: session.id });
   }
 
   /** Whether the request echoes the session's CSRF token in its header. */
