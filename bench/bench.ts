@@ -190,9 +190,16 @@ async function runFigures(reg: Registry, s: Settings, w: Workload, groups: Set<G
   const sockets = Math.max(s.imageConcurrency, s.tagConcurrency);
   const client = new Client(reg.url, sockets);
   const requestClient = s.pushClient === 'raw' && reg.url.startsWith('http:') ? new RawClient(reg.url, sockets) : client;
+  const cpu = () => reg.cpuSeconds();
   try {
+    const idle = await reg.rssMiB();
+    if (idle !== undefined) results.idle_rss = { value: idle };
     if (groups.has('upload') || groups.has('download')) {
-      await measure(results, 'upload_monolithic', 'monolithic upload MB/s', () => uploadMonolithic(client, `${w.prefix}/big`, w.mono));
+      await measure(results, 'upload_monolithic', 'monolithic upload MB/s', async () => {
+        const r = await uploadMonolithic(client, `${w.prefix}/big`, w.mono, cpu);
+        if (r.cpuMsPerMB !== undefined && groups.has('upload')) results.upload_cpu = { value: r.cpuMsPerMB };
+        return { value: r.value, ...(r.cpuMsPerMB !== undefined ? { note: `server CPU ${r.cpuMsPerMB.toFixed(2)} ms/MB` } : {}) };
+      });
     }
     if (groups.has('upload')) {
       await measure(results, 'upload_chunked', 'chunked upload MB/s', () => uploadChunked(client, `${w.prefix}/big`, w.chunked, s.patchSize));
@@ -221,9 +228,11 @@ async function runFigures(reg: Registry, s: Settings, w: Workload, groups: Set<G
           ['manifest_get_node', 'GET', 'node'],
         ] as const) {
           await measure(results, key, `manifest ${method} req/s (${tool})`, async () => {
-            const r = await manifestLoad(client, s, `${w.prefix}/manifest`, 'latest', method, tool);
+            const r = await manifestLoad(client, s, `${w.prefix}/manifest`, 'latest', method, tool, cpu);
             const lat = r.p50Ms !== undefined ? `p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms?.toFixed(1)} ms` : '';
-            return { value: r.rps, note: [r.tool, lat, r.errors ? `${r.errors} ERRORS` : ''].filter(Boolean).join(', ') };
+            const cpuNote = r.cpuUsPerRequest !== undefined ? `server CPU ${r.cpuUsPerRequest.toFixed(1)} µs/request` : '';
+            if (key === 'manifest_get' && r.cpuUsPerRequest !== undefined) results.manifest_get_cpu = { value: r.cpuUsPerRequest };
+            return { value: r.rps, note: [r.tool, lat, cpuNote, r.errors ? `${r.errors} ERRORS` : ''].filter(Boolean).join(', ') };
           });
           if (results[key]?.note?.includes('ERRORS')) results[key]!.error = `${results[key]!.note}`;
         }
@@ -232,8 +241,10 @@ async function runFigures(reg: Registry, s: Settings, w: Workload, groups: Set<G
     if (groups.has('push')) {
       await measure(results, 'small_push', 'small-image pushes/s', async () => {
         await smallPushes(requestClient, s, `${w.prefix}/warmup`, w.warmupImages);
-        const r = await smallPushes(requestClient, s, w.prefix, w.images);
-        return { value: r.value, note: `${s.pushClient} client, its CPU ${(r.clientCpu * 100).toFixed(0)}% of one core` };
+        const r = await smallPushes(requestClient, s, w.prefix, w.images, cpu);
+        if (r.serverCpuMsPerImage !== undefined) results.small_push_cpu = { value: r.serverCpuMsPerImage };
+        const serverNote = r.serverCpuMsPerImage !== undefined ? `, server CPU ${r.serverCpuMsPerImage.toFixed(2)} ms/image` : '';
+        return { value: r.value, note: `${s.pushClient} client, its CPU ${(r.clientCpu * 100).toFixed(0)}% of one core${serverNote}` };
       });
     }
     if (groups.has('tags')) {

@@ -67,7 +67,11 @@ export type FigureKey =
   | 'tags_list'
   | 'tags_list_page'
   | 'tags_list_walk'
-  | 'peak_rss';
+  | 'upload_cpu'
+  | 'manifest_get_cpu'
+  | 'small_push_cpu'
+  | 'peak_rss'
+  | 'idle_rss';
 
 export interface FigureDef {
   key: FigureKey;
@@ -97,7 +101,11 @@ export const FIGURES: FigureDef[] = [
   { key: 'tags_list', label: (s) => `${s.tags}-tag list, median of ${s.listRuns} (ms, lower better)`, unit: 'ms', higherIsBetter: false, reference: [11, 14], group: 'tags', digits: 2 },
   { key: 'tags_list_page', label: () => `tag list ?n=100 first page (ms, lower better)`, unit: 'ms', higherIsBetter: false, group: 'tags', digits: 2 },
   { key: 'tags_list_walk', label: (s) => `tag list ?n=100 all ${Math.ceil(s.tags / 100)} pages (ms, lower better)`, unit: 'ms', higherIsBetter: false, group: 'tags', digits: 1 },
+  { key: 'upload_cpu', label: () => `server CPU per MB, monolithic upload (ms, lower better)`, unit: 'ms/MB', higherIsBetter: false, group: 'upload', digits: 2 },
+  { key: 'manifest_get_cpu', label: (s) => `server CPU per manifest GET, ${s.loadTool} (µs, lower better)`, unit: 'µs', higherIsBetter: false, group: 'manifest', digits: 1 },
+  { key: 'small_push_cpu', label: () => `server CPU per small-image push (ms, lower better)`, unit: 'ms', higherIsBetter: false, group: 'push', digits: 2 },
   { key: 'peak_rss', label: () => `server peak RSS (MiB, lower better)`, unit: 'MiB', higherIsBetter: false, group: 'info', digits: 0 },
+  { key: 'idle_rss', label: () => `server RSS after start, idle (MiB, lower better)`, unit: 'MiB', higherIsBetter: false, group: 'info', digits: 0 },
 ];
 
 export interface Measurement {
@@ -107,6 +115,17 @@ export interface Measurement {
 }
 
 export type Results = Partial<Record<FigureKey, Measurement>>;
+
+/** CPU seconds (user + system) the server has used so far, from /proc; undefined when its pid is unknown. */
+export type CpuReader = () => Promise<number | undefined>;
+
+/** CPU the server spent while `fn` ran, beside `fn`'s result (load on the machine does not skew it). */
+export async function withCpu<T>(cpu: CpuReader, fn: () => Promise<T>): Promise<{ result: T; cpuS: number | undefined }> {
+  const before = await cpu();
+  const result = await fn();
+  const after = await cpu();
+  return { result, cpuS: before === undefined || after === undefined ? undefined : after - before };
+}
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -123,8 +142,9 @@ function checkDigest(res: { headers: Record<string, string | string[] | undefine
   if (value && value !== digest) throw new Error(`${what}: Docker-Content-Digest ${value}, expected ${digest}`);
 }
 
-export async function uploadMonolithic(client: Client, repo: string, blob: SeededBlob): Promise<number> {
+export async function uploadMonolithic(client: Client, repo: string, blob: SeededBlob, cpu: CpuReader): Promise<{ value: number; cpuMsPerMB: number | undefined }> {
   const digest = blob.digest; // computed beforehand, outside the timing
+  const cpu0 = await cpu();
   const t0 = now();
   const location = await startUpload(client, repo);
   const res = await client.request(withQuery(location, 'digest', digest), {
@@ -133,9 +153,10 @@ export async function uploadMonolithic(client: Client, repo: string, blob: Seede
     body: blob.range(),
   });
   const elapsed = (now() - t0) / 1000;
+  const cpu1 = await cpu();
   expect(res, 201, 'monolithic PUT');
   checkDigest(res, digest, 'monolithic PUT');
-  return blob.size / MB / elapsed;
+  return { value: blob.size / MB / elapsed, cpuMsPerMB: cpu0 === undefined || cpu1 === undefined ? undefined : ((cpu1 - cpu0) * 1000) / (blob.size / MB) };
 }
 
 export async function uploadChunked(client: Client, repo: string, blob: SeededBlob, patchSize: number): Promise<number> {
@@ -192,7 +213,15 @@ export async function download(client: Client, repo: string, blob: SeededBlob, r
   return { value: median(rates), runs: rates };
 }
 
-export async function manifestLoad(client: Client, s: Settings, repo: string, tag: string, method: 'GET' | 'HEAD', tool: LoadTool): Promise<LoadResult> {
+export async function manifestLoad(
+  client: Client,
+  s: Settings,
+  repo: string,
+  tag: string,
+  method: 'GET' | 'HEAD',
+  tool: LoadTool,
+  cpu: CpuReader,
+): Promise<LoadResult & { cpuUsPerRequest?: number }> {
   const opts = {
     url: client.url(`/v2/${repo}/manifests/${tag}`).href,
     method,
@@ -203,9 +232,9 @@ export async function manifestLoad(client: Client, s: Settings, repo: string, ta
     tool,
   };
   await runLoad({ ...opts, durationS: s.warmupS });
-  const result = await runLoad({ ...opts, durationS: s.loadDurationS });
+  const { result, cpuS } = await withCpu(cpu, () => runLoad({ ...opts, durationS: s.loadDurationS }));
   if (result.requests === 0) throw new Error(`${method} manifest: no requests completed`);
-  return result;
+  return cpuS === undefined ? result : { ...result, cpuUsPerRequest: (cpuS * 1e6) / result.requests };
 }
 
 export function smallImages(count: number, seed: number): Image[] {
@@ -214,15 +243,23 @@ export function smallImages(count: number, seed: number): Image[] {
 }
 
 /** Pushes the images; also reports the bench client's own CPU use, to show it is not the limit. */
-export async function smallPushes(client: HttpClient, s: Settings, prefix: string, images: Image[]): Promise<{ value: number; clientCpu: number }> {
+export async function smallPushes(
+  client: HttpClient,
+  s: Settings,
+  prefix: string,
+  images: Image[],
+  serverCpu: CpuReader = async () => undefined,
+): Promise<{ value: number; clientCpu: number; serverCpuMsPerImage: number | undefined }> {
   const t0 = now();
   const cpu0 = process.cpuUsage();
-  await pool(images.length, s.imageConcurrency, async (i, worker) => {
-    await pushImage(client, `${prefix}/small-${worker}`, `img-${i}`, images[i]!);
-  });
+  const { cpuS } = await withCpu(serverCpu, () =>
+    pool(images.length, s.imageConcurrency, async (i, worker) => {
+      await pushImage(client, `${prefix}/small-${worker}`, `img-${i}`, images[i]!);
+    }),
+  );
   const elapsed = (now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  return { value: images.length / elapsed, clientCpu: (cpu.user + cpu.system) / 1e6 / elapsed };
+  return { value: images.length / elapsed, clientCpu: (cpu.user + cpu.system) / 1e6 / elapsed, serverCpuMsPerImage: cpuS === undefined ? undefined : (cpuS * 1000) / images.length };
 }
 
 export interface TagFigures {
