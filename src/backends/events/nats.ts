@@ -41,10 +41,10 @@ export class NatsSink implements EventSink {
       // The client libraries load on first use: a server without a NATS sink never holds them.
       const attempt = Promise.all([import('@nats-io/transport-node'), import('@nats-io/jetstream')]).then(async ([{ connect }, { jetstream }]) => {
         const nc = await connect({
-        servers: url.split(',').map((s) => s.trim()),
-        timeout: timeoutMs,
-        maxReconnectAttempts: -1,
-        ...(user !== undefined ? { user, pass: password } : {}),
+          servers: url.split(',').map((s) => s.trim()),
+          timeout: timeoutMs,
+          maxReconnectAttempts: -1,
+          ...(user !== undefined ? { user, pass: password } : {}),
           ...(token !== undefined ? { token } : {}),
         });
         void nc.closed().then(() => {
