@@ -252,6 +252,8 @@ async function runFigures(reg: Registry, s: Settings, w: Workload, groups: Set<G
   const client = new Client(reg.url, sockets);
   const requestClient = s.pushClient === 'raw' && reg.url.startsWith('http:') ? new RawClient(reg.url, sockets) : client;
   try {
+    const idle = await reg.rssMiB();
+    if (idle !== undefined) results.idle_rss = { value: idle };
     if (groups.has('upload') || groups.has('download')) {
       await timed('upload_monolithic', 'monolithic upload MB/s', () => blobMB, (cpu) => uploadMonolithic(client, `${w.prefix}/big`, w.mono, cpu.probe));
     }

@@ -69,7 +69,8 @@ export type FigureKey =
   | 'tags_list'
   | 'tags_list_page'
   | 'tags_list_walk'
-  | 'peak_rss';
+  | 'peak_rss'
+  | 'idle_rss';
 
 export interface FigureDef {
   key: FigureKey;
@@ -107,6 +108,7 @@ export const FIGURES: FigureDef[] = [
   { key: 'tags_list_page', label: () => `tag list ?n=100 first page (ms, lower better)`, unit: 'ms', higherIsBetter: false, group: 'tags', digits: 2 },
   { key: 'tags_list_walk', label: (s) => `tag list ?n=100 all ${Math.ceil(s.tags / 100)} pages (ms, lower better)`, unit: 'ms', higherIsBetter: false, group: 'tags', digits: 1 },
   { key: 'peak_rss', label: () => `server peak RSS (MiB, lower better)`, unit: 'MiB', higherIsBetter: false, group: 'info', digits: 0 },
+  { key: 'idle_rss', label: () => `server RSS after start, idle (MiB, lower better)`, unit: 'MiB', higherIsBetter: false, group: 'info', digits: 0 },
 ];
 
 export interface Measurement {

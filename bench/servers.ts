@@ -19,6 +19,8 @@ export interface Registry {
   pid?: number;
   /** Peak resident memory of the server process (VmHWM) in MiB, when known. */
   peakRssMiB(): Promise<number | undefined>;
+  /** Resident memory of the server process now (VmRSS) in MiB, when known. */
+  rssMiB(): Promise<number | undefined>;
   stop(): Promise<void>;
 }
 
@@ -83,11 +85,11 @@ async function waitReady(url: string, child: ChildProcess | undefined, output: (
   throw new Error(`server at ${url} not ready after ${timeoutMs} ms (${last}):\n${output()}`);
 }
 
-async function peakRss(pid: number | undefined): Promise<number | undefined> {
+async function memory(pid: number | undefined, field: 'VmHWM' | 'VmRSS'): Promise<number | undefined> {
   if (pid === undefined) return undefined;
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const m = /VmHWM:\s+(\d+) kB/.exec(status);
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status);
     return m ? Number(m[1]) / 1024 : undefined;
   } catch {
     return undefined;
@@ -100,7 +102,8 @@ function managed(name: string, child: ChildProcess, url: string): Registry {
     name,
     url,
     pid: child.pid,
-    peakRssMiB: () => peakRss(child.pid),
+    peakRssMiB: () => memory(child.pid, 'VmHWM'),
+    rssMiB: () => memory(child.pid, 'VmRSS'),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
@@ -213,7 +216,8 @@ export async function startDistribution(dir: string, opts: DistributionOptions):
 
 export async function externalRegistry(url: string): Promise<Registry> {
   await waitReady(url, undefined, () => '', 10_000);
-  return { name: 'portfolio', url: url.replace(/\/+$/, ''), peakRssMiB: async () => undefined, async stop() {} };
+  const unknown = async () => undefined;
+  return { name: 'portfolio', url: url.replace(/\/+$/, ''), peakRssMiB: unknown, rssMiB: unknown, async stop() {} };
 }
 
 export function distributionInstalled(): boolean {

@@ -17,9 +17,13 @@ export function defaultLogFormat(stdoutIsTty: boolean | undefined = process.stdo
 
 export function createLogger(level: string, format: LogFormat): Logger {
   const options = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime };
-  if (format === 'json') return pino(options);
+  // Asynchronous writes: at the default level every request logs a line, and a write system call
+  // per line costs more than the rest of a manifest GET's logging. Lines logged while a write is
+  // in flight go out together in the next one; what is pending is flushed synchronously on exit.
+  const out = pino.destination({ dest: 1, minLength: 0, sync: false });
+  if (format === 'json') return pino(options, out);
   const colors = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
-  return pino(options, textStream(pino.destination({ dest: 1, minLength: 0 }), colors));
+  return pino(options, textStream(out, colors));
 }
 
 function textStream(out: DestinationStream & { flush?(cb: (err?: Error) => void): void }, colors: boolean): DestinationStream {

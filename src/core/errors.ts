@@ -59,7 +59,12 @@ export class RegistryError extends Error {
     message: string,
     readonly detail?: unknown,
   ) {
+    // These are answers to clients (a HEAD for a blob not pushed yet is one on every push), not
+    // faults: no stack trace to capture, which costs more than the rest of such a request.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
     this.name = 'RegistryError';
   }
 }

@@ -137,8 +137,11 @@ export class Limits {
     }
   }
 
-  /** Records a request (for the idle timeout, the transfer rate and the body timeout). */
-  track(req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * Records a request (for the idle timeout, the transfer rate and the body timeout). Returns
+   * what to call when its response closes (the caller's one 'close' listener calls it).
+   */
+  track(req: IncomingMessage, res: ServerResponse): () => void {
     const socket = req.socket;
     const now = Date.now();
     const transfer: Transfer = { req, res, socket, responseClosed: false, windowStart: now, readAt: socket.bytesRead, writtenAt: socket.bytesWritten };
@@ -146,7 +149,7 @@ export class Limits {
     if (this.options.bodyTimeoutMs > 0) bodyDeadlines.set(req, now + this.options.bodyTimeoutMs);
     const watched = this.options.minTransferRate > 0 && this.options.transferWindowMs > 0;
     if (watched) this.transfers.add(transfer);
-    res.once('close', () => {
+    return () => {
       transfer.responseClosed = true;
       if (this.inFlight.get(socket) === transfer) this.inFlight.delete(socket);
       if (!watched) return;
@@ -159,12 +162,15 @@ export class Limits {
       };
       req.once('end', done);
       socket.once('close', done);
-    });
+    };
   }
 
-  /** Admits a request or throws 429; an admitted request is released when its response closes. */
-  admit(req: IncomingMessage, res: ServerResponse): void {
-    this.clients.admit(req, res);
+  /**
+   * Admits a request or throws 429. Returns what releases an admitted request, to be called when
+   * its response closes; undefined when nothing needs releasing.
+   */
+  admit(req: IncomingMessage): (() => void) | undefined {
+    return this.clients.admit(req);
   }
 
   /**
@@ -277,9 +283,9 @@ class ClientLimiter {
     this.rate = options.ratePerSecond;
   }
 
-  admit(req: IncomingMessage, res: ServerResponse): void {
+  admit(req: IncomingMessage): (() => void) | undefined {
     const { maxActive, rate } = this;
-    if (maxActive === undefined && rate === undefined) return;
+    if (maxActive === undefined && rate === undefined) return undefined;
     const now = Date.now();
     const key = req.socket.remoteAddress ?? 'unknown';
     let bucket = this.clients.get(key);
@@ -298,9 +304,11 @@ class ClientLimiter {
     if (maxActive !== undefined && bucket.active >= maxActive) throw tooMany(`more than ${maxActive} requests in flight`, 1);
     if (rate !== undefined) bucket.tokens -= 1;
     bucket.active++;
-    const b = bucket;
-    res.once('close', () => b.active--);
     if (now - this.lastSweep > 10_000) this.sweep(now);
+    const b = bucket;
+    return () => {
+      b.active--;
+    };
   }
 
   /** Forgets clients with nothing in flight and a full bucket. */

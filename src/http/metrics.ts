@@ -80,6 +80,8 @@ export class Metrics implements StorageObserver {
   private readonly gcLastSuccess: Gauge;
   /** By "route method status". */
   private readonly series = new Map<string, RequestSeries>();
+  /** Bytes counted since the last scrape. */
+  private readonly bytes = { received: 0, sent: 0 };
   private readonly eventDeliveries: Counter<'sink'>;
   private readonly eventFailures: Counter<'sink'>;
   /** The configured sinks: their gauges read 0 rather than vanish when their queue is empty. */
@@ -108,8 +110,26 @@ export class Metrics implements StorageObserver {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     });
-    this.received = new Counter({ name: 'portfolio_http_received_bytes_total', help: 'Bytes received from clients (headers and bodies)', registers });
-    this.sent = new Counter({ name: 'portfolio_http_sent_bytes_total', help: 'Bytes sent to clients (headers and bodies)', registers });
+    // Byte counts, like request counts, are plain numbers per request and reach prom-client at scrape time.
+    const bytes = this.bytes;
+    this.received = new Counter({
+      name: 'portfolio_http_received_bytes_total',
+      help: 'Bytes received from clients (headers and bodies)',
+      registers,
+      collect(this: Counter) {
+        if (bytes.received > 0) this.inc(bytes.received);
+        bytes.received = 0;
+      },
+    });
+    this.sent = new Counter({
+      name: 'portfolio_http_sent_bytes_total',
+      help: 'Bytes sent to clients (headers and bodies)',
+      registers,
+      collect(this: Counter) {
+        if (bytes.sent > 0) this.inc(bytes.sent);
+        bytes.sent = 0;
+      },
+    });
     this.retries = new Counter({ name: 'portfolio_database_transaction_retries_total', help: 'Transactions run again after a conflict (PostgreSQL serialization failure, deadlock, unique-key race)', registers });
     this.busyWaits = new Counter({
       name: 'portfolio_database_busy_waits_total',
@@ -204,8 +224,8 @@ export class Metrics implements StorageObserver {
       const counted = (socket[COUNTED] ??= { read: 0, written: 0 });
       const read = socket.bytesRead;
       const written = socket.bytesWritten;
-      if (read > counted.read) this.received.inc(read - counted.read);
-      if (written > counted.written) this.sent.inc(written - counted.written);
+      if (read > counted.read) this.bytes.received += read - counted.read;
+      if (written > counted.written) this.bytes.sent += written - counted.written;
       counted.read = read;
       counted.written = written;
     }

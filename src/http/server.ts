@@ -61,9 +61,16 @@ export function createRegistryServer(registry: Registry, options: ServerOptions)
 async function handle(registry: Registry, options: ServerOptions, req: IncomingMessage, res: ServerResponse, limits: Limits): Promise<void> {
   const started = process.hrtime.bigint();
   res.setHeader(API_VERSION_HEADER, API_VERSION);
+  // One 'close' listener per request for everything that happens at its end.
+  const tracked = limits.track(req, res);
+  let admitted: (() => void) | undefined;
   res.once('close', () => {
+    tracked();
+    admitted?.();
     options.metrics?.observeRequest(req, res, started);
-    options.logger.info(
+    const logger = options.logger;
+    if (!logger.isLevelEnabled('info')) return;
+    logger.info(
       {
         method: req.method,
         path: req.url,
@@ -75,9 +82,8 @@ async function handle(registry: Registry, options: ServerOptions, req: IncomingM
       'request',
     );
   });
-  limits.track(req, res);
   try {
-    limits.admit(req, res);
+    admitted = limits.admit(req);
     await dispatch(registry, options, req, res);
   } catch (err) {
     fail(options.logger, limits, req, res, err);

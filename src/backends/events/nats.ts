@@ -4,8 +4,8 @@
  * stream itself is the operator's (it decides retention and replicas); a publish to a subject no
  * stream takes fails and is retried like any other failure.
  */
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { RegistryEvent } from '../../core/events.js';
 import { cloudEvent, envelope, type EventFormat } from './formats.js';
 import { DeliveryError, type EventSink } from './sink.js';
@@ -38,13 +38,15 @@ export class NatsSink implements EventSink {
   private connect(): Promise<{ nc: NatsConnection; js: JetStreamClient }> {
     if (!this.connection) {
       const { url, user, password, token, timeoutMs } = this.options;
-      const attempt = connect({
-        servers: url.split(',').map((s) => s.trim()),
-        timeout: timeoutMs,
-        maxReconnectAttempts: -1,
-        ...(user !== undefined ? { user, pass: password } : {}),
-        ...(token !== undefined ? { token } : {}),
-      }).then((nc) => {
+      // The client libraries load on first use: a server without a NATS sink never holds them.
+      const attempt = Promise.all([import('@nats-io/transport-node'), import('@nats-io/jetstream')]).then(async ([{ connect }, { jetstream }]) => {
+        const nc = await connect({
+          servers: url.split(',').map((s) => s.trim()),
+          timeout: timeoutMs,
+          maxReconnectAttempts: -1,
+          ...(user !== undefined ? { user, pass: password } : {}),
+          ...(token !== undefined ? { token } : {}),
+        });
         void nc.closed().then(() => {
           if (this.connection === attempt) this.connection = undefined;
         });

@@ -139,14 +139,20 @@ export class FsObjectStore implements ObjectStore {
       let position = offset;
       let pending: Buffer[] = [];
       let pendingBytes = 0;
+      // One writev per batch: the socket's chunks go to the file as they are, never copied
+      // into one buffer (a copy of every byte, and garbage the size of the upload).
       const flush = async () => {
-        const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+        let chunks = pending;
         pending = [];
         pendingBytes = 0;
-        for (let written = 0; written < data.length; ) {
-          const { bytesWritten } = await handle.write(data, written, data.length - written, position);
-          written += bytesWritten;
+        while (chunks.length > 0) {
+          let { bytesWritten } = await handle.writev(chunks, position);
           position += bytesWritten;
+          // A short write: drop what went out and write the rest.
+          let first = 0;
+          while (first < chunks.length && bytesWritten >= chunks[first]!.length) bytesWritten -= chunks[first++]!.length;
+          chunks = chunks.slice(first);
+          if (bytesWritten > 0) chunks[0] = chunks[0]!.subarray(bytesWritten);
         }
       };
       // Coalesce the socket's small chunks into large writes.

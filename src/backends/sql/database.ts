@@ -4,13 +4,18 @@
  */
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, sql, type SqliteDatabase as SqliteDialectDatabase, type Transaction } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import type { StorageObserver } from '../../core/observer.js';
 import { migrations, type Dialect, type Schema } from './schema.js';
 import { BusyRetryDialect } from './sqlite-busy.js';
 
-// int8 columns (sizes, times, ids) fit in a double; read them as numbers on PostgreSQL too.
-pg.types.setTypeParser(20, (value) => Number(value));
+/** The PostgreSQL client, loaded on first use: a SQLite server never holds it. */
+export async function loadPg(): Promise<typeof pg> {
+  const { default: client } = await import('pg');
+  // int8 columns (sizes, times, ids) fit in a double; read them as numbers on PostgreSQL too.
+  client.types.setTypeParser(20, (value) => Number(value));
+  return client;
+}
 
 /** Advisory lock key that serializes schema migrations across replicas. */
 const MIGRATION_LOCK = 0x706f7274;
@@ -45,6 +50,7 @@ export class Database {
 
   static async open(options: DatabaseOptions): Promise<Database> {
     if (/^postgres(ql)?:\/\//.test(options.url)) {
+      const pg = await loadPg();
       const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 16 });
       // A dead connection in the pool must not take the process down.
       pool.on('error', () => {});

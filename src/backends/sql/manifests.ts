@@ -34,7 +34,9 @@ export class SqlManifestStore implements ManifestStore {
     if (!row) return null;
     this.ctx.pulls?.note(row.id);
     if (this.ctx.events.recordsPulls) await this.recordPull(reference, row);
-    return { digest: row.digest as Digest, mediaType: row.media_type, size: row.size, bytes: Buffer.from(row.content) };
+    // The drivers hand over a Buffer of their own: served as it is, not copied.
+    const bytes = Buffer.isBuffer(row.content) ? row.content : Buffer.from(row.content);
+    return { digest: row.digest as Digest, mediaType: row.media_type, size: row.size, bytes };
   }
 
   /** A pull event, when configured: a write of its own, since a read commits nothing. */

@@ -10,9 +10,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import pg from 'pg';
+import type pg from 'pg';
 import type { MetadataSnapshot, SnapshotObject, SnapshotTable, SnapshotValue } from '../../core/snapshot.js';
-import type { Database } from './database.js';
+import { loadPg, type Database } from './database.js';
 import { tryAcquireLease, type Lease } from './leases.js';
 
 /** Kysely's own bookkeeping: the migrations list travels separately. */
@@ -80,7 +80,7 @@ function hasTable(db: SqliteDatabase.Database, name: string): boolean {
 }
 
 async function postgresSnapshot(url: string): Promise<MetadataSnapshot> {
-  const client = new pg.Client({ connectionString: url });
+  const client = new (await loadPg()).Client({ connectionString: url });
   await client.connect();
   try {
     await client.query('begin isolation level repeatable read read only');

@@ -23,7 +23,9 @@ async function getBlob({ registry, name, origin, param, req, res }: RequestConte
   const head = req.method === 'HEAD';
   const handle = head ? null : await blobs.open(digest);
   const info = head ? await blobs.stat(digest) : handle?.info;
-  if (!info) throw errors.blobUnknown(digest);
+  // Answered here rather than thrown: a push asks for every blob it is about to send, so this
+  // 404 is as common as any answer, and a rejection travelling up the handler chain costs more.
+  if (!info) return sendError(res, errors.blobUnknown(digest));
   if (handle?.directUrl) {
     // The spec allows a redirect for blob GETs: the bytes then flow from the object store.
     return sendEmpty(res, 307, { Location: await handle.directUrl(), 'Docker-Content-Digest': digest });
