@@ -1,7 +1,8 @@
 /**
- * The read queries of the web interface's JSON API (core/browse.ts). A page is one statement
- * over the name or tag index with correlated, indexed subqueries per row (counts and sizes),
- * plus at most one statement for the rows' inline config blobs.
+ * The read queries of the web interface's JSON API (core/browse.ts). A repository page is one
+ * statement over the name index joined to each row's summary (summaries.ts: counts and sizes
+ * kept as they change); a tag page is one statement over the tag index with indexed subqueries
+ * for the page's sizes, plus at most one statement for the rows' inline config blobs.
  */
 import { sql, type RawBuilder } from 'kysely';
 import type { Browse, ManifestDetail, RepositoryQuery, RepositorySummary, TagQuery, TagSummary, UsageSummary } from '../../core/browse.js';
@@ -43,12 +44,9 @@ export class SqlBrowse implements Browse {
   }
 
   async repositories(query: RepositoryQuery): Promise<{ items: RepositorySummary[]; more: boolean }> {
-    // PostgreSQL would answer an EXISTS under OR with a hashed subplan that reads the whole
-    // table before the first row; OFFSET 0 keeps it a per-row index probe.
-    const probe = this.postgres ? sql` offset 0` : sql``;
     const where: RawBuilder<unknown>[] = [
       // As the catalog: a repository appears once it holds something.
-      sql`(exists (select 1 from manifests m where m.repository_id = r.id${probe}) or exists (select 1 from repository_blobs rb where rb.repository_id = r.id${probe}))`,
+      sql`(s.manifests > 0 or s.blobs > 0)`,
     ];
     if (query.after !== undefined) where.push(sql`r.name > ${query.after}`);
     const search = query.search?.toLowerCase() ?? '';
@@ -73,7 +71,7 @@ export class SqlBrowse implements Browse {
     }
     const rows = await sql<RepositoryRow>`
       select r.name, ${summaryColumns()}
-      from ${source}
+      from ${source} join repository_summaries s on s.repository_id = r.id
       where ${sql.join(where, sql` and `)}
       order by r.name
       limit ${query.limit + 1}`.execute(this.db);
@@ -82,7 +80,8 @@ export class SqlBrowse implements Browse {
   }
 
   async repositorySummary(name: RepositoryName): Promise<RepositorySummary | null> {
-    const rows = await sql<RepositoryRow>`select r.name, ${summaryColumns()} from repositories r where r.name = ${name}`.execute(this.db);
+    const rows = await sql<RepositoryRow>`
+      select r.name, ${summaryColumns()} from repositories r join repository_summaries s on s.repository_id = r.id where r.name = ${name}`.execute(this.db);
     const row = rows.rows[0];
     return row ? toSummary(row) : null;
   }
@@ -193,13 +192,9 @@ export class SqlBrowse implements Browse {
   }
 }
 
+/** A repository's figures from its summary row `s`. */
 function summaryColumns(): RawBuilder<unknown> {
-  return sql`
-    (select count(*) from tags t where t.repository_id = r.id) as tags,
-    (select count(*) from manifests m where m.repository_id = r.id) as manifests,
-    (select sum(b.size) from repository_blobs rb join blobs b on b.id = rb.blob_id where rb.repository_id = r.id) as blob_bytes,
-    (select sum(m.size) from manifests m where m.repository_id = r.id) as manifest_bytes,
-    (select max(m.pushed_at) from manifests m where m.repository_id = r.id) as last_push`;
+  return sql`s.tags, s.manifests, s.blob_bytes, s.manifest_bytes, s.last_push`;
 }
 
 /** The manifest's bytes, its blobs, and for an index its children's bytes and blobs. */
