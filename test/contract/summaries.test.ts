@@ -217,3 +217,12 @@ test('migration 0009 fills the summaries of a store that already holds images', 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a substring search takes the text literally: `_` and `%` are no wildcards', async () => {
+  const e = engine;
+  for (const repository of ['search/a_b', 'search/axb', 'search/a-b']) await push(e, name(repository), image(), 'v1');
+  const names = async (search: string) => (await e.registry.browse.repositories({ search, limit: 100 })).items.map((i) => i.name);
+  assert.deepEqual(await names('a_b'), ['search/a_b']);
+  assert.deepEqual(await names('a%b'), []);
+  assert.deepEqual(await names('search/a'), ['search/a-b', 'search/a_b', 'search/axb']);
+});
