@@ -52,9 +52,9 @@ export class SqlBrowse implements Browse {
     const search = query.search?.toLowerCase() ?? '';
     if (search !== '') {
       if (query.match === 'prefix') where.push(sql`r.name >= ${search} and r.name < ${successor(search)}`);
-      // PostgreSQL estimates how many names a LIKE pattern matches from its statistics (not so
-      // strpos: a third of all rows), and so walks the name index for a common text and stops
-      // at the page's end, or scans and sorts the few matches of a rare one.
+      // PostgreSQL estimates a LIKE pattern's matches from the name statistics (strpos it
+      // guesses at a third of all rows), so it walks the name index for a common text, stopping
+      // at the page's end, and scans and sorts the few matches of a rare one.
       else if (this.postgres) where.push(sql`r.name like ${`%${search.replace(/[\\%_]/g, '\\$&')}%`}`);
       else where.push(sql`instr(r.name, ${search}) > 0`);
     }
