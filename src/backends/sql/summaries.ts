@@ -73,6 +73,12 @@ export async function createRepositorySummaries(db: Kysely<unknown>, dialect: Di
     await create.execute();
     for (const statement of POSTGRES_TRIGGERS) await sql.raw(statement).execute(db);
     await fill.execute(db);
+    // A list page walks the name index joined to the summaries while the planner expects more
+    // matches than the page holds; with the default 100 histogram buckets it estimated a prefix
+    // of 1,000 names (of 100,000) at 13, and read and sorted all of them instead.
+    await sql`alter table repositories alter column name set statistics 1000`.execute(db);
+    await sql`analyze repositories`.execute(db);
+    await sql`analyze repository_summaries`.execute(db);
     return;
   }
   // SQLite migrations run outside a transaction: take the write lock for all of it.
