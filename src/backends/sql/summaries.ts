@@ -11,7 +11,8 @@
  * constraint triggers deferred to commit: the summary row is locked last, after every lock the
  * transaction's own statements take (manifest rows, blob links, the event stream), so two
  * transactions can never wait on each other in opposite orders through it; the row is held only
- * from then until the commit completes. SQLite has one writer at a time.
+ * from then until the commit completes. The price: commits into one repository queue on its row
+ * (as they already do on its event stream when events are on). SQLite has one writer at a time.
  *
  * "Bytes" is defined as the list always computed it: the sizes of the blobs linked into the
  * repository (uploaded or mounted there; each once) plus the sizes of its manifests.
