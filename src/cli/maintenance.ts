@@ -24,7 +24,7 @@ export function formatGcReport(r: GcReport, dryRun: boolean): string {
 
 function formatFsck(r: FsckReport): string {
   const lines = [
-    `checked ${r.checked.blobs} blobs, ${r.checked.manifests} manifests, ${r.checked.tags} tags, ${r.checked.uploads} uploads, ${r.checked.objects} objects`,
+    `checked ${r.checked.blobs} blobs, ${r.checked.manifests} manifests, ${r.checked.tags} tags, ${r.checked.repositories} repository summaries, ${r.checked.uploads} uploads, ${r.checked.objects} objects`,
   ];
   for (const p of r.problems) lines.push(`${p.repaired ? 'REPAIRED' : 'PROBLEM '} ${p.kind.padEnd(18)} ${p.subject}: ${p.detail}`);
   const open = r.problems.filter((p) => !p.repaired).length;

@@ -48,6 +48,7 @@ export interface FsckProblem {
     | 'manifest-reference'
     | 'manifest-digest'
     | 'tag-dangling'
+    | 'repository-summary'
     | 'orphan-object'
     | 'upload-missing'
     | 'upload-expired';
@@ -57,7 +58,7 @@ export interface FsckProblem {
 }
 
 export interface FsckReport {
-  checked: { blobs: number; manifests: number; tags: number; uploads: number; objects: number };
+  checked: { blobs: number; manifests: number; tags: number; repositories: number; uploads: number; objects: number };
   problems: FsckProblem[];
 }
 

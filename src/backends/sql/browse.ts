@@ -1,7 +1,8 @@
 /**
- * The read queries of the web interface's JSON API (core/browse.ts). A page is one statement
- * over the name or tag index with correlated, indexed subqueries per row (counts and sizes),
- * plus at most one statement for the rows' inline config blobs.
+ * The read queries of the web interface's JSON API (core/browse.ts). A repository page is one
+ * statement over the name index joined to each row's summary (summaries.ts: counts and sizes
+ * kept as they change); a tag page is one statement over the tag index with indexed subqueries
+ * for the page's sizes, plus at most one statement for the rows' inline config blobs.
  */
 import { sql, type RawBuilder } from 'kysely';
 import type { Browse, ManifestDetail, RepositoryQuery, RepositorySummary, TagQuery, TagSummary, UsageSummary } from '../../core/browse.js';
@@ -43,26 +44,20 @@ export class SqlBrowse implements Browse {
   }
 
   async repositories(query: RepositoryQuery): Promise<{ items: RepositorySummary[]; more: boolean }> {
-    // PostgreSQL would answer an EXISTS under OR with a hashed subplan that reads the whole
-    // table before the first row; OFFSET 0 keeps it a per-row index probe.
-    const probe = this.postgres ? sql` offset 0` : sql``;
     const where: RawBuilder<unknown>[] = [
       // As the catalog: a repository appears once it holds something.
-      sql`(exists (select 1 from manifests m where m.repository_id = r.id${probe}) or exists (select 1 from repository_blobs rb where rb.repository_id = r.id${probe}))`,
+      sql`(s.manifests > 0 or s.blobs > 0)`,
     ];
     if (query.after !== undefined) where.push(sql`r.name > ${query.after}`);
     const search = query.search?.toLowerCase() ?? '';
     if (search !== '') {
       if (query.match === 'prefix') where.push(sql`r.name >= ${search} and r.name < ${successor(search)}`);
-      else if (!this.postgres) where.push(sql`instr(r.name, ${search}) > 0`);
+      // PostgreSQL estimates a LIKE pattern's matches from the name statistics (strpos it
+      // guesses at a third of all rows), so it walks the name index for a common text, stopping
+      // at the page's end, and scans and sorts the few matches of a rare one.
+      else if (this.postgres) where.push(sql`r.name like ${`%${search.replace(/[\\%_]/g, '\\$&')}%`}`);
+      else where.push(sql`instr(r.name, ${search}) > 0`);
     }
-    // PostgreSQL walks the name index for a substring search, fetching every row it passes; a
-    // sequential scan that keeps only the matches (before any other condition) and sorts those
-    // is several times faster there.
-    const source =
-      this.postgres && search !== '' && query.match !== 'prefix'
-        ? sql`(select * from repositories where strpos(name, ${search}) > 0 offset 0) r`
-        : sql`repositories r`;
     const filter = query.filter;
     if (filter) {
       if (filter.names.length === 0 && filter.prefixes.length === 0) return { items: [], more: false };
@@ -73,7 +68,7 @@ export class SqlBrowse implements Browse {
     }
     const rows = await sql<RepositoryRow>`
       select r.name, ${summaryColumns()}
-      from ${source}
+      from repositories r join repository_summaries s on s.repository_id = r.id
       where ${sql.join(where, sql` and `)}
       order by r.name
       limit ${query.limit + 1}`.execute(this.db);
@@ -82,7 +77,8 @@ export class SqlBrowse implements Browse {
   }
 
   async repositorySummary(name: RepositoryName): Promise<RepositorySummary | null> {
-    const rows = await sql<RepositoryRow>`select r.name, ${summaryColumns()} from repositories r where r.name = ${name}`.execute(this.db);
+    const rows = await sql<RepositoryRow>`
+      select r.name, ${summaryColumns()} from repositories r join repository_summaries s on s.repository_id = r.id where r.name = ${name}`.execute(this.db);
     const row = rows.rows[0];
     return row ? toSummary(row) : null;
   }
@@ -193,13 +189,9 @@ export class SqlBrowse implements Browse {
   }
 }
 
+/** A repository's figures from its summary row `s`. */
 function summaryColumns(): RawBuilder<unknown> {
-  return sql`
-    (select count(*) from tags t where t.repository_id = r.id) as tags,
-    (select count(*) from manifests m where m.repository_id = r.id) as manifests,
-    (select sum(b.size) from repository_blobs rb join blobs b on b.id = rb.blob_id where rb.repository_id = r.id) as blob_bytes,
-    (select sum(m.size) from manifests m where m.repository_id = r.id) as manifest_bytes,
-    (select max(m.pushed_at) from manifests m where m.repository_id = r.id) as last_push`;
+  return sql`s.tags, s.manifests, s.blob_bytes, s.manifest_bytes, s.last_push`;
 }
 
 /** The manifest's bytes, its blobs, and for an index its children's bytes and blobs. */

@@ -2,7 +2,8 @@
  * Integrity check of every invariant the metadata promises about the stores:
  * blob rows point at bytes of the right size (and digest, with `full`); every manifest's bytes
  * match its digest and everything it references is present in its repository; tags point at
- * manifests; sessions have their bytes; no object lies in the store without a row past grace.
+ * manifests; repository summaries equal their contents; sessions have their bytes; no object
+ * lies in the store without a row past grace.
  */
 import { createHasher, digestAlgorithm, digestOf, finishDigest, parseDigest, type Digest } from '../../core/digest.js';
 import { RegistryError } from '../../core/errors.js';
@@ -11,12 +12,13 @@ import { parseManifest } from '../../core/manifest.js';
 import { inSlices } from './batches.js';
 import type { Context } from './context.js';
 import { deadStagedUploads, knownKeys } from './gc.js';
+import { checkSummaries, recountSummary } from './summaries.js';
 
 const PAGE = 500;
 
 export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckReport> {
   const db = ctx.database.db;
-  const report: FsckReport = { checked: { blobs: 0, manifests: 0, tags: 0, uploads: 0, objects: 0 }, problems: [] };
+  const report: FsckReport = { checked: { blobs: 0, manifests: 0, tags: 0, repositories: 0, uploads: 0, objects: 0 }, problems: [] };
   const problem = (p: Omit<FsckProblem, 'repaired'>, repaired = false) => report.problems.push({ ...p, repaired });
   const progress = (phase: string, done: number) => done % 1000 === 0 && options.onProgress?.({ phase, done });
 
@@ -133,6 +135,18 @@ export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckRepo
   for (const t of tags) {
     report.checked.tags++;
     if (t.manifest === null) problem({ kind: 'tag-dangling', subject: `${t.repository}:${t.name}`, detail: 'the tag points at no manifest of its repository' });
+  }
+
+  // Repository summaries (counts, bytes, last push) equal a count from scratch.
+  for await (const check of checkSummaries(db)) {
+    progress('repositories', ++report.checked.repositories);
+    if (check.differences.length === 0) continue;
+    let repaired = false;
+    if (options.repair) {
+      await recountSummary(ctx.database, check.repositoryId);
+      repaired = true;
+    }
+    problem({ kind: 'repository-summary', subject: check.name, detail: `summary differs from its contents: ${check.differences.join(', ')}` }, repaired);
   }
 
   // Upload sessions: live ones have their bytes; expired ones are reclaimed.

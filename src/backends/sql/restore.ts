@@ -11,6 +11,11 @@ import { migrations } from './schema.js';
 
 /** State that means nothing outside the process that held it: open upload sessions, leases. */
 export const TRANSIENT_TABLES: ReadonlySet<string> = new Set(['uploads', 'upload_chunks', 'leases']);
+/**
+ * Rows computed from other tables: their triggers rebuild them as those rows go in (or
+ * migration 0009 fills them, restoring an older backup), so the backup's copies are not loaded.
+ */
+export const DERIVED_TABLES: ReadonlySet<string> = new Set(['repository_summaries']);
 
 const BATCH_VALUES = 20_000;
 const BATCH_BYTES = 8 * 1024 * 1024;
@@ -38,7 +43,7 @@ export async function restoreSnapshot(database: Database, input: RestoreInput): 
   const inOneTransaction = <T>(work: (trx: Executor) => Promise<T>) => (database.postgres ? database.db.transaction().execute(work) : database.tx(work));
   await inOneTransaction(async (trx) => {
     for await (const table of input.tables()) {
-      if (TRANSIENT_TABLES.has(table.name)) {
+      if (TRANSIENT_TABLES.has(table.name) || DERIVED_TABLES.has(table.name)) {
         report.skipped.push(table.name);
         for await (const _row of table.rows) void _row;
         continue;

@@ -5,6 +5,7 @@
  * cannot delete a blob that anything still links).
  */
 import { sql, type ColumnType, type Generated, type Kysely, type Migration } from 'kysely';
+import { createRepositorySummaries, type RepositorySummariesTable } from './summaries.js';
 
 export interface RepositoriesTable {
   id: Generated<number>;
@@ -151,6 +152,7 @@ export interface Schema {
   event_deliveries: EventDeliveriesTable;
   cache_pulls: CachePullsTable;
   policies: PoliciesTable;
+  repository_summaries: RepositorySummariesTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -362,6 +364,13 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .addColumn('updated_at', t.int, (c) => c.notNull())
           .execute();
         await db.schema.alterTable('manifests').addColumn('last_pulled_at', t.int).execute();
+      },
+    },
+    '0009_repository_summaries': {
+      async up(db: Kysely<unknown>) {
+        // Counts, bytes and last push per repository, kept by triggers (summaries.ts): list
+        // pages read a row instead of aggregating a repository's manifests and blobs.
+        await createRepositorySummaries(db, dialect);
       },
     },
   };

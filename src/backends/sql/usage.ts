@@ -12,20 +12,11 @@ export async function usage(ctx: Context): Promise<Usage> {
   const db = ctx.database.db;
   const repositories: RepositoryUsage[] = [];
   for (let after: string | null = null; ; ) {
+    // The counts and sizes are the repository's summary row (summaries.ts).
     let query = db
       .selectFrom('repositories as r')
-      .select((eb) => [
-        'r.name',
-        eb.selectFrom('manifests as m').select(eb.fn.countAll<number>().as('n')).whereRef('m.repository_id', '=', 'r.id').as('manifests'),
-        eb.selectFrom('tags as t').select(eb.fn.countAll<number>().as('n')).whereRef('t.repository_id', '=', 'r.id').as('tags'),
-        eb.selectFrom('repository_blobs as rb').select(eb.fn.countAll<number>().as('n')).whereRef('rb.repository_id', '=', 'r.id').as('blobs'),
-        eb
-          .selectFrom('repository_blobs as rb')
-          .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
-          .select(sql<number>`coalesce(sum(b.size), 0)`.as('bytes'))
-          .whereRef('rb.repository_id', '=', 'r.id')
-          .as('bytes'),
-      ]);
+      .innerJoin('repository_summaries as s', 's.repository_id', 'r.id')
+      .select(['r.name', 's.manifests', 's.tags', 's.blobs', 's.blob_bytes as bytes']);
     if (after !== null) query = query.where('r.name', '>', after);
     const rows = await query.orderBy('r.name').limit(REPOSITORIES_PER_STEP).execute();
     for (const r of rows) {
