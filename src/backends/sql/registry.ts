@@ -12,6 +12,7 @@ import { findRepositoryId, pageLimit, pageOf, type Context, type SqlRegistryOpti
 import type { Database } from './database.js';
 import { Outbox } from './events.js';
 import { fsck } from './fsck.js';
+import { generate, type GenerateOptions, type GenerateReport } from './generate.js';
 import { HashCache } from './hash-cache.js';
 import { collectGarbage } from './gc.js';
 import { SqlManifestStore } from './manifests.js';
@@ -83,6 +84,11 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog,
     }
     if (page.last !== undefined) query = query.where('r.name', '>', page.last);
     return pageOf(await query.orderBy('r.name').limit(limit + 1).execute(), limit);
+  }
+
+  /** Synthetic content for scale tests and benchmarks (generate.ts). */
+  generate(options: GenerateOptions): Promise<GenerateReport> {
+    return generate(this.ctx, options);
   }
 
   async expireUploads(now: Date = new Date()): Promise<number> {
