@@ -186,9 +186,7 @@ class Collector {
         .selectFrom('repository_blobs as rb')
         .select(['rb.repository_id', 'rb.blob_id'])
         .where(keyAfter(after))
-        .where(({ eb, or, and }) =>
-          or([eb('rb.repository_id', '<', last.repository_id), and([eb('rb.repository_id', '=', last.repository_id), eb('rb.blob_id', '<=', last.blob_id)])]),
-        )
+        .where((eb) => eb(eb.refTuple('rb.repository_id', 'rb.blob_id'), '<=', eb.tuple(last.repository_id, last.blob_id)))
         .where('rb.touched_at', '<', this.cutoff)
         .where(linkUnused)
         .execute();
@@ -329,10 +327,13 @@ export async function deadStagedUploads(ctx: Context, olderThan: number): Promis
   return dead;
 }
 
-/** Links after `after` in key order. */
+/**
+ * Links after `after` in key order. A row-value comparison, which both engines turn into one
+ * range of the primary key; the equivalent `a > x OR (a = x AND b > y)` made SQLite scan the
+ * table from its start on every page (collection quadratic in the number of links).
+ */
 function keyAfter(after: { repository_id: number; blob_id: number }) {
-  return ({ eb, or, and }: ExpressionBuilder<Schema & { rb: RepositoryBlobsTable }, 'rb'>) =>
-    or([eb('rb.repository_id', '>', after.repository_id), and([eb('rb.repository_id', '=', after.repository_id), eb('rb.blob_id', '>', after.blob_id)])]);
+  return (eb: ExpressionBuilder<Schema & { rb: RepositoryBlobsTable }, 'rb'>) => eb(eb.refTuple('rb.repository_id', 'rb.blob_id'), '>', eb.tuple(after.repository_id, after.blob_id));
 }
 
 /** No manifest in the link's repository references the link's blob. */
