@@ -7,7 +7,8 @@
  *  - tiny layer blobs kept inline in their rows (no object);
  *  - per layer, one image manifest (the config + that layer) whose bytes hash to its digest,
  *    the repository links and manifest references for both blobs;
- *  - tags pointing at the repository's manifests;
+ *  - tags `v0`, `v1`, … pointing at the repository's manifests, tag k (and manifest k) pushed
+ *    k ms after `at`, so orderings by push time are distinct;
  *  - optionally, `garbage` blobs linked into repositories but used by no manifest: what a
  *    collection pass with no grace period removes.
  *
@@ -162,17 +163,18 @@ async function writeGroup(trx: Executor, plans: RepoPlan[], s: Shared, report: G
   // Layer and garbage blobs: a few bytes inline, named so no two generations collide.
   const layerBytes = (n: number) => Buffer.from(`${s.prefix} layer ${n}`);
   const garbageBytes = (n: number) => Buffer.from(`${s.prefix} garbage ${n}`);
-  interface BlobRow { repo: number; bytes: Buffer; digest: string; used: boolean }
+  /** `n`: the layer's number within its repository (push times step by 1 ms in that order). */
+  interface BlobRow { repo: number; bytes: Buffer; digest: string; used: boolean; n: number }
   const blobs: BlobRow[] = [];
   for (const p of plans) {
     const repo = repoIds.get(p.name)!;
     for (let k = 0; k < p.layers; k++) {
       const bytes = layerBytes(p.firstBlob + k);
-      blobs.push({ repo, bytes, digest: sha256(bytes), used: true });
+      blobs.push({ repo, bytes, digest: sha256(bytes), used: true, n: k });
     }
     for (let k = 0; k < p.garbage; k++) {
       const bytes = garbageBytes(p.firstGarbage + k);
-      blobs.push({ repo, bytes, digest: sha256(bytes), used: false });
+      blobs.push({ repo, bytes, digest: sha256(bytes), used: false, n: k });
     }
   }
   const blobIds = new Map<string, number>();
@@ -202,7 +204,7 @@ async function writeGroup(trx: Executor, plans: RepoPlan[], s: Shared, report: G
           layers: [{ mediaType: LAYER, digest: b.digest, size: b.bytes.length }],
         }),
       );
-      return { repo: b.repo, layer: blobIds.get(b.digest)!, content, digest: sha256(content) };
+      return { repo: b.repo, layer: blobIds.get(b.digest)!, content, digest: sha256(content), n: b.n };
     });
   const manifestIds = new Map<string, number>();
   await insertAll(manifests, async (chunk) => {
@@ -219,7 +221,7 @@ async function writeGroup(trx: Executor, plans: RepoPlan[], s: Shared, report: G
           size: m.content.length,
           content: m.content,
           created_at: s.at,
-          pushed_at: s.at,
+          pushed_at: s.at + m.n,
         })),
       )
       .returning(['id', 'repository_id', 'digest'])
@@ -246,7 +248,7 @@ async function writeGroup(trx: Executor, plans: RepoPlan[], s: Shared, report: G
   for (const p of plans) {
     const repo = repoIds.get(p.name)!;
     const ids = byRepo.get(repo) ?? [];
-    for (let k = 0; k < p.tags && ids.length; k++) tags.push({ repository_id: repo, name: `v${k}`, manifest_id: ids[k % ids.length]!, updated_at: s.at });
+    for (let k = 0; k < p.tags && ids.length; k++) tags.push({ repository_id: repo, name: `v${k}`, manifest_id: ids[k % ids.length]!, updated_at: s.at + k });
   }
   await insertAll(tags, (chunk) => trx.insertInto('tags').values(chunk).execute());
 
