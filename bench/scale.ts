@@ -97,16 +97,20 @@ async function timed(args: string[], onRunning?: () => Promise<void>): Promise<{
   return { s: wall!, rssMiB: rssKiB! / 1024, cpuS: user! + sys!, stdout };
 }
 
-/** Median milliseconds of `task` over `n` runs, after a few warm-up runs. */
-async function latency(n: number, task: (i: number) => Promise<void>): Promise<number> {
-  for (let i = 0; i < Math.min(5, n); i++) await task(i);
+/**
+ * Median milliseconds of `task` over `n` runs after a few warm-up runs, and the server's CPU
+ * per run (µs): on a loaded machine the latency moves with the load, the CPU far less.
+ */
+async function latency(pid: number | undefined, n: number, task: (i: number) => Promise<void>): Promise<{ ms: number; cpuUs: number }> {
+  for (let i = 0; i < Math.min(5, n); i++) await task(n + i);
   const times: number[] = [];
+  const cpu0 = await cpuSeconds(pid);
   for (let i = 0; i < n; i++) {
     const t0 = now();
     await task(i);
     times.push(now() - t0);
   }
-  return median(times);
+  return { ms: median(times), cpuUs: (((await cpuSeconds(pid)) - cpu0) / n) * 1e6 };
 }
 
 /** Metadata bytes per table group: tags, and everything else (blobs, links, manifests, references, repositories). */
@@ -151,6 +155,11 @@ function referrer(image: Image, n: number): Buffer {
   );
 }
 
+function record(f: Figures, name: string, r: { ms: number; cpuUs: number }): void {
+  f[name] = { value: r.ms, unit: 'ms' };
+  f[`${name}, server CPU`] = { value: r.cpuUs, unit: 'µs' };
+}
+
 async function measure(engine: 'sqlite' | 'pg', size: Size): Promise<Figures> {
   const dir = await mkdtemp(join(tmpdir(), `portfolio-scale-${engine}-${size.name}-`));
   let dbName: string | undefined;
@@ -178,6 +187,7 @@ async function measure(engine: 'sqlite' | 'pg', size: Size): Promise<Figures> {
         '--big-repositories', String(size.big), '--tags-in-big-repo', String(size.perBig),
       ]);
       f['generate'] = { value: gen.s, unit: 's', note: `peak ${gen.rssMiB.toFixed(0)} MiB` };
+      f['generate CPU'] = { value: gen.cpuS, unit: 's' };
       log(`generated in ${gen.s} s, peak RSS ${gen.rssMiB.toFixed(0)} MiB`);
       const bytes = await databaseBytes(engine, dir, url);
       f['db bytes per image'] = { value: bytes.rest / size.blobs, unit: 'B', note: 'blob + links + manifest + references, all indexes' };
@@ -194,18 +204,14 @@ async function measure(engine: 'sqlite' | 'pg', size: Size): Promise<Figures> {
       const rng = new Rng(7);
       const images = Array.from({ length: samples + 5 }, () => makeImage(rng));
       // Small-image push: 2 layers of 4 KiB and a 1 KiB config, each push to a new tag.
-      f['push small image'] = { value: await latency(samples, (i) => pushImage(client, 'probe/app', `p${i}`, images[i]!)), unit: 'ms' };
+      record(f, 'push small image', await latency(server.pid, samples, (i) => pushImage(client, 'probe/app', `p${i}`, images[i]!)));
       // Pull: manifest by tag, then config and layers.
       const pulled = images.slice(0, samples);
-      f['pull small image'] = {
-        value: await latency(samples, async (i) => {
-          const m = expect(await client.request(`/v2/probe/app/manifests/p${i % pulled.length}`, { headers: { Accept: ACCEPT_MANIFESTS } }), 200, 'GET manifest');
-          void m;
-          const img = pulled[i % pulled.length]!;
-          for (const b of [img.config, ...img.layers]) expect(await client.request(`/v2/probe/app/blobs/${b.digest}`, { discard: true }), 200, 'GET blob');
-        }),
-        unit: 'ms',
-      };
+      record(f, 'pull small image', await latency(server.pid, samples, async (i) => {
+        expect(await client.request(`/v2/probe/app/manifests/p${i % pulled.length}`, { headers: { Accept: ACCEPT_MANIFESTS } }), 200, 'GET manifest');
+        const img = pulled[i % pulled.length]!;
+        for (const b of [img.config, ...img.layers]) expect(await client.request(`/v2/probe/app/blobs/${b.digest}`, { discard: true }), 200, 'GET blob');
+      }));
       // Manifest GET rate at 8 connections, and the server's CPU per request.
       const cpu0 = await cpuSeconds(server.pid);
       const load = await runLoad({
@@ -223,23 +229,20 @@ async function measure(engine: 'sqlite' | 'pg', size: Size): Promise<Figures> {
       f['manifest GET server CPU'] = { value: (cpu / load.requests) * 1e6, unit: 'µs/req' };
       // Catalog: the first page, the page its Link names, and a page 90% of the way in.
       let link: string | undefined;
-      f['_catalog first page'] = {
-        value: await latency(samples, async () => {
-          const r = expect(await client.request('/v2/_catalog?n=100'), 200, 'catalog');
-          link = header(r, 'link');
-        }),
-        unit: 'ms',
-      };
+      record(f, '_catalog first page', await latency(server.pid, samples, async () => {
+        const r = expect(await client.request('/v2/_catalog?n=100'), 200, 'catalog');
+        link = header(r, 'link');
+      }));
       if (size.repositories > 0) {
         const next = /<([^>]+)>/.exec(link ?? '')?.[1];
         if (!next || !next.includes('last=')) throw new Error(`catalog: no Link with last= (${link})`);
         expect(await client.request(next), 200, 'catalog via Link');
       }
-      f['_catalog deep page'] = { value: await latency(samples, async () => void expect(await client.request('/v2/_catalog?n=100&last=gen-90/'), 200, 'catalog deep')), unit: 'ms' };
+      record(f, '_catalog deep page', await latency(server.pid, samples, async () => void expect(await client.request('/v2/_catalog?n=100&last=gen-90/'), 200, 'catalog deep')));
       // Tags: the largest repository (the probe's when the store is empty).
       const [bigRepo, deep] = size.big > 0 ? ['gen-00/app-0', 'v9'] : ['probe/app', 'p5'];
-      f['tags list first page'] = { value: await latency(samples, async () => void expect(await client.request(`/v2/${bigRepo}/tags/list?n=100`), 200, 'tags')), unit: 'ms' };
-      f['tags list deep page'] = { value: await latency(samples, async () => void expect(await client.request(`/v2/${bigRepo}/tags/list?n=100&last=${deep}`), 200, 'tags deep')), unit: 'ms' };
+      record(f, 'tags list first page', await latency(server.pid, samples, async () => void expect(await client.request(`/v2/${bigRepo}/tags/list?n=100`), 200, 'tags')));
+      record(f, 'tags list deep page', await latency(server.pid, samples, async () => void expect(await client.request(`/v2/${bigRepo}/tags/list?n=100&last=${deep}`), 200, 'tags deep')));
       // Referrers of an image with 3 referrers.
       const subject = images[0]!;
       await pushBlob(client, 'probe/app', { digest: sha256('{}'), size: 2, data: Buffer.from('{}'), mediaType: 'application/vnd.oci.empty.v1+json' });
@@ -247,13 +250,10 @@ async function measure(engine: 'sqlite' | 'pg', size: Size): Promise<Figures> {
         const body = referrer(subject, n);
         await putManifest(client, 'probe/app', sha256(body), body);
       }
-      f['referrers list'] = {
-        value: await latency(samples, async () => {
-          const r = expect(await client.request(`/v2/probe/app/referrers/${subject.manifestDigest}`), 200, 'referrers');
-          if ((JSON.parse(r.body.toString()) as { manifests: unknown[] }).manifests.length !== 3) throw new Error('referrers: expected 3');
-        }),
-        unit: 'ms',
-      };
+      record(f, 'referrers list', await latency(server.pid, samples, async () => {
+        const r = expect(await client.request(`/v2/probe/app/referrers/${subject.manifestDigest}`), 200, 'referrers');
+        if ((JSON.parse(r.body.toString()) as { manifests: unknown[] }).manifests.length !== 3) throw new Error('referrers: expected 3');
+      }));
       f['server peak RSS'] = { value: (await server.peakRssMiB()) ?? NaN, unit: 'MiB' };
     } finally {
       await server.stop();
@@ -281,21 +281,25 @@ async function measure(engine: 'sqlite' | 'pg', size: Size): Promise<Figures> {
     const idle = JSON.parse(gcIdle.stdout) as { blobsDeleted: number };
     if (idle.blobsDeleted !== 0) throw new Error(`gc with nothing to do removed ${idle.blobsDeleted} blobs`);
     f['gc, nothing to do'] = { value: gcIdle.s, unit: 's', note: `peak ${gcIdle.rssMiB.toFixed(0)} MiB, cpu ${gcIdle.cpuS.toFixed(1)} s` };
+    f['gc, nothing to do, CPU'] = { value: gcIdle.cpuS, unit: 's' };
     f['gc, nothing to do, peak RSS'] = { value: gcIdle.rssMiB, unit: 'MiB' };
     await timed(['dev', 'generate', ...engineArgs, '--json', '--age', '48h', '--prefix', 'junk', '--repositories', '100', '--blobs', '100', '--tags', '0', '--garbage', String(garbage)]);
     const gcWork = await timed(['gc', ...engineArgs, '--grace', '0', '--json'], watchTx);
     const work = JSON.parse(gcWork.stdout) as { blobsDeleted: number };
     if (work.blobsDeleted !== garbage) throw new Error(`gc removed ${work.blobsDeleted} blobs, expected ${garbage}`);
     f[`gc, removing ${garbage} blobs`] = { value: gcWork.s, unit: 's', note: `cpu ${gcWork.cpuS.toFixed(1)} s` };
+    f[`gc, removing ${garbage} blobs, CPU`] = { value: gcWork.cpuS, unit: 's' };
     f[`gc, removing ${garbage} blobs, peak RSS`] = { value: gcWork.rssMiB, unit: 'MiB' };
     if (url) f['gc, longest transaction seen'] = { value: longestTx * 1000, unit: 'ms', note: 'pg_stat_activity sampled every 200 ms' };
     const fsck = await timed(['fsck', ...engineArgs, '--grace', '0', '--json']);
     const problems = (JSON.parse(fsck.stdout) as { problems: unknown[] }).problems.length;
     if (problems) throw new Error(`fsck found ${problems} problems: ${fsck.stdout.slice(0, 2000)}`);
     f['fsck'] = { value: fsck.s, unit: 's', note: `cpu ${fsck.cpuS.toFixed(1)} s` };
+    f['fsck CPU'] = { value: fsck.cpuS, unit: 's' };
     f['fsck peak RSS'] = { value: fsck.rssMiB, unit: 'MiB' };
     const du = await timed(['du', ...engineArgs, '--json']);
     f['du'] = { value: du.s, unit: 's', note: `cpu ${du.cpuS.toFixed(1)} s` };
+    f['du CPU'] = { value: du.cpuS, unit: 's' };
     f['du peak RSS'] = { value: du.rssMiB, unit: 'MiB' };
     log('maintenance measured');
     return f;
