@@ -1,4 +1,5 @@
 /** The SQL backend: metadata in SQLite or PostgreSQL, bytes in an ObjectStore. */
+import { sql } from 'kysely';
 import type { CacheLedger, CachePruneOptions, CachePruneReport, CachePull } from '../../core/cache.js';
 import type { ClaimedBatch, Delivery, DeliveryState, EventLog, EventOrigin, EventRouting, SinkBacklog } from '../../core/events.js';
 import type { CatalogFilter, Page, PageRequest, Registry, Repository } from '../../core/interfaces.js';
@@ -64,13 +65,16 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog,
     const limit = pageLimit(page.n, this.ctx.options.maxPageSize);
     if (filter && filter.names.length === 0 && filter.prefixes.length === 0) return { items: [], more: false };
     // A repository appears once it holds something: an abandoned upload does not list it.
+    // Scalar probes rather than EXISTS: PostgreSQL may turn `EXISTS … OR EXISTS …` into hashed
+    // subplans that read every manifest once per page; a scalar subquery is evaluated per
+    // listed row, one index probe each, whatever the store holds.
     let query = this.ctx.database.db
       .selectFrom('repositories as r')
       .select('r.name as name')
-      .where(({ or, exists, selectFrom }) =>
+      .where(({ or, eb, selectFrom }) =>
         or([
-          exists(selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')),
-          exists(selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.repository_id', '=', 'r.id')),
+          eb(selectFrom('manifests as m').select(sql<number>`1`.as('one')).whereRef('m.repository_id', '=', 'r.id').limit(1), 'is not', null),
+          eb(selectFrom('repository_blobs as rb').select(sql<number>`1`.as('one')).whereRef('rb.repository_id', '=', 'r.id').limit(1), 'is not', null),
         ]),
       );
     if (filter) {
