@@ -170,13 +170,14 @@ class Collector {
   /** Repository links that no manifest there references, past the grace period. */
   async links(): Promise<void> {
     const db = this.ctx.database.db;
+    const pg = this.ctx.database.postgres;
     let after = { repository_id: -1, blob_id: -1 };
     for (;;) {
       // One page of links by key, then the unused ones within it (see manifests()).
       const page = await db
         .selectFrom('repository_blobs as rb')
         .select(['rb.repository_id', 'rb.blob_id'])
-        .where(keyAfter(after))
+        .where(keyAfter(after, pg))
         .orderBy('rb.repository_id')
         .orderBy('rb.blob_id')
         .limit(BATCH)
@@ -186,8 +187,8 @@ class Collector {
       const rows = await db
         .selectFrom('repository_blobs as rb')
         .select(['rb.repository_id', 'rb.blob_id'])
-        .where(keyAfter(after))
-        .where(keyUpTo(last))
+        .where(keyAfter(after, pg))
+        .where(keyUpTo(last, pg))
         .where('rb.touched_at', '<', this.cutoff)
         .where(linkUnused)
         .execute();
@@ -224,7 +225,7 @@ class Collector {
   /** Links in (after, last] in key order. */
   private linkRange(after: { repository_id: number; blob_id: number }, last: { repository_id: number; blob_id: number }) {
     return (eb: ExpressionBuilder<Schema & { rb: RepositoryBlobsTable }, 'rb'>) =>
-      eb.and([keyAfter(after)(eb), keyUpTo(last)(eb)]);
+      eb.and([keyAfter(after, this.ctx.database.postgres)(eb), keyUpTo(last, this.ctx.database.postgres)(eb)]);
   }
 
   private async deleteLinksOneByOne(rows: { repository_id: number; blob_id: number }[]): Promise<number> {
@@ -387,19 +388,24 @@ export async function deadStagedUploads(ctx: Context, olderThan: number): Promis
  * range of the primary key; the equivalent `a > x OR (a = x AND b > y)` made SQLite scan the
  * table from its start on every page (collection quadratic in the number of links).
  */
-function keyAfter(after: { repository_id: number; blob_id: number }) {
-  return (eb: ExpressionBuilder<Schema & { rb: RepositoryBlobsTable }, 'rb'>) =>
-    eb.and([eb('rb.repository_id', '>=', after.repository_id), eb(eb.refTuple('rb.repository_id', 'rb.blob_id'), '>', eb.tuple(after.repository_id, after.blob_id))]);
+function keyAfter(after: { repository_id: number; blob_id: number }, pg: boolean) {
+  return (eb: ExpressionBuilder<Schema & { rb: RepositoryBlobsTable }, 'rb'>) => {
+    const row = eb(eb.refTuple('rb.repository_id', 'rb.blob_id'), '>', eb.tuple(after.repository_id, after.blob_id));
+    return pg ? eb.and([eb('rb.repository_id', '>=', after.repository_id), row]) : row;
+  };
 }
 
 /**
- * Links up to `last` in key order. The redundant bound on the leading column gives PostgreSQL a
- * row estimate: from the row comparison alone it guessed a tenth of the table and hash-joined
- * every manifest reference on each page.
+ * Links up to `last` in key order. On PostgreSQL both bounds are repeated on the leading column
+ * for its row estimate: from the row comparison alone it guessed a tenth of the table and
+ * hash-joined every manifest reference on each page. Not on SQLite, which would then seek by
+ * the plain column and scan a large repository's links from its first on every page.
  */
-function keyUpTo(last: { repository_id: number; blob_id: number }) {
-  return (eb: ExpressionBuilder<Schema & { rb: RepositoryBlobsTable }, 'rb'>) =>
-    eb.and([eb('rb.repository_id', '<=', last.repository_id), eb(eb.refTuple('rb.repository_id', 'rb.blob_id'), '<=', eb.tuple(last.repository_id, last.blob_id))]);
+function keyUpTo(last: { repository_id: number; blob_id: number }, pg: boolean) {
+  return (eb: ExpressionBuilder<Schema & { rb: RepositoryBlobsTable }, 'rb'>) => {
+    const row = eb(eb.refTuple('rb.repository_id', 'rb.blob_id'), '<=', eb.tuple(last.repository_id, last.blob_id));
+    return pg ? eb.and([eb('rb.repository_id', '<=', last.repository_id), row]) : row;
+  };
 }
 
 /** No manifest in the link's repository references the link's blob. */
