@@ -5,6 +5,7 @@ import { registerCacheCommands } from './cache.js';
 import { configFromOptions, loadConfig, printConfig, withSettings } from './config.js';
 import { openEngine } from './engine.js';
 import { engineFrom } from './flags.js';
+import { registerDevCommands } from './dev.js';
 import { registerEventCommands } from './events.js';
 import { registerMaintenanceCommands } from './maintenance.js';
 import { registerPolicyCommands } from './policies.js';
@@ -59,6 +60,7 @@ registerPolicyCommands(program);
 registerAuthCommands(program);
 registerCacheCommands(program);
 registerTransferCommands(program);
+registerDevCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   // Start-up failures (bad URL, unreachable database, missing bucket, a wrong setting) are one readable line.

@@ -125,16 +125,25 @@ export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckRepo
     after = last.id;
   }
 
-  // Tags point at manifests of their own repository.
-  const tags = await db
-    .selectFrom('tags as t')
-    .innerJoin('repositories as r', 'r.id', 't.repository_id')
-    .leftJoin('manifests as m', (j) => j.onRef('m.id', '=', 't.manifest_id').onRef('m.repository_id', '=', 't.repository_id'))
-    .select(['t.name', 'r.name as repository', 'm.id as manifest'])
-    .execute();
-  for (const t of tags) {
-    report.checked.tags++;
-    if (t.manifest === null) problem({ kind: 'tag-dangling', subject: `${t.repository}:${t.name}`, detail: 'the tag points at no manifest of its repository' });
+  // Tags point at manifests of their own repository: read in key order, a page at a time.
+  for (let after: [number, string] = [-1, '']; ; ) {
+    const tags = await db
+      .selectFrom('tags as t')
+      .innerJoin('repositories as r', 'r.id', 't.repository_id')
+      .leftJoin('manifests as m', (j) => j.onRef('m.id', '=', 't.manifest_id').onRef('m.repository_id', '=', 't.repository_id'))
+      .select(['t.repository_id', 't.name', 'r.name as repository', 'm.id as manifest'])
+      .where((eb) => eb(eb.refTuple('t.repository_id', 't.name'), '>', eb.tuple(after[0], after[1])))
+      .orderBy('t.repository_id')
+      .orderBy('t.name')
+      .limit(PAGE)
+      .execute();
+    for (const t of tags) {
+      progress('tags', ++report.checked.tags);
+      if (t.manifest === null) problem({ kind: 'tag-dangling', subject: `${t.repository}:${t.name}`, detail: 'the tag points at no manifest of its repository' });
+    }
+    const last = tags[tags.length - 1];
+    if (!last || tags.length < PAGE) break;
+    after = [last.repository_id, last.name];
   }
 
   // Repository summaries (counts, bytes, last push) equal a count from scratch.
@@ -150,30 +159,38 @@ export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckRepo
   }
 
   // Upload sessions: live ones have their bytes; expired ones are reclaimed.
-  const uploads = await db
-    .selectFrom('uploads')
-    .select((eb) => ['id', 'object_key', 'store_state', 'size', 'expires_at', eb('content', 'is', null).as('stored')])
-    .execute();
-  for (const u of uploads) {
-    report.checked.uploads++;
-    if (u.expires_at <= Date.now()) {
-      let repaired = false;
-      if (options.repair) {
-        await db.deleteFrom('uploads').where('id', '=', u.id).execute();
-        await ctx.objects.abortUpload(u.object_key, u.store_state).catch(() => {});
-        repaired = true;
+  for (let after = ''; ; ) {
+    const uploads = await db
+      .selectFrom('uploads')
+      .select((eb) => ['id', 'object_key', 'store_state', 'size', 'expires_at', eb('content', 'is', null).as('stored')])
+      .where('id', '>', after)
+      .orderBy('id')
+      .limit(PAGE)
+      .execute();
+    for (const u of uploads) {
+      report.checked.uploads++;
+      if (u.expires_at <= Date.now()) {
+        let repaired = false;
+        if (options.repair) {
+          await db.deleteFrom('uploads').where('id', '=', u.id).execute();
+          await ctx.objects.abortUpload(u.object_key, u.store_state).catch(() => {});
+          repaired = true;
+        }
+        problem({ kind: 'upload-expired', subject: u.id, detail: 'session expired but was not reclaimed' }, repaired);
+        continue;
       }
-      problem({ kind: 'upload-expired', subject: u.id, detail: 'session expired but was not reclaimed' }, repaired);
-      continue;
-    }
-    if (u.stored && u.size > 0) {
-      try {
-        const stream = await ctx.objects.readUpload(u.object_key, u.store_state, Math.min(u.size, 1));
-        stream.destroy();
-      } catch (err) {
-        problem({ kind: 'upload-missing', subject: u.id, detail: `session bytes unreadable: ${(err as Error).message}` });
+      if (u.stored && u.size > 0) {
+        try {
+          const stream = await ctx.objects.readUpload(u.object_key, u.store_state, Math.min(u.size, 1));
+          stream.destroy();
+        } catch (err) {
+          problem({ kind: 'upload-missing', subject: u.id, detail: `session bytes unreadable: ${(err as Error).message}` });
+        }
       }
     }
+    const last = uploads[uploads.length - 1];
+    if (!last || uploads.length < PAGE) break;
+    after = last.id;
   }
 
   // Objects no row points to, older than the grace period.

@@ -201,7 +201,9 @@ export class SqlManifestStore implements ManifestStore {
       .where('r.name', '=', this.repository)
       .where('m.subject_digest', '=', subject);
     if (artifactType !== undefined) query = query.where('m.artifact_type', '=', artifactType);
-    const rows = await query.orderBy('m.digest').execute();
+    // Sorted here, not in SQL: an ORDER BY digest makes SQLite walk the repository's digest index
+    // instead of seeking the subject index, which costs the whole repository per request.
+    const rows = (await query.execute()).sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
     return rows.map((row) => ({
       mediaType: row.media_type,
       digest: row.digest,
@@ -221,8 +223,12 @@ function requireAll(wanted: Digest[], found: { digest: string }[]): void {
 
 const manifestBy = (exec: Executor, repository: string) =>
   exec.selectFrom('manifests as m').innerJoin('repositories as r', 'r.id', 'm.repository_id').where('r.name', '=', repository);
+// The tag is found by its key (repository, name): joined on the manifest alone, the planner may
+// instead walk every manifest of the repository and probe each one's tags.
 const manifestByTag = (exec: Executor, repository: string, tag: string) =>
-  manifestBy(exec, repository).innerJoin('tags as t', 't.manifest_id', 'm.id').where('t.name', '=', tag);
+  manifestBy(exec, repository)
+    .innerJoin('tags as t', (j) => j.onRef('t.manifest_id', '=', 'm.id').onRef('t.repository_id', '=', 'r.id'))
+    .where('t.name', '=', tag);
 
 const HEAD_BY_DIGEST = prepare((exec, _pg, repository: string, digest: string) =>
   manifestBy(exec, repository).where('m.digest', '=', digest).select(['m.digest', 'm.media_type', 'm.size']),

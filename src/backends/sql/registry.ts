@@ -1,4 +1,5 @@
 /** The SQL backend: metadata in SQLite or PostgreSQL, bytes in an ObjectStore. */
+import { sql } from 'kysely';
 import type { CacheLedger, CachePruneOptions, CachePruneReport, CachePull } from '../../core/cache.js';
 import type { ClaimedBatch, Delivery, DeliveryState, EventLog, EventOrigin, EventRouting, SinkBacklog } from '../../core/events.js';
 import type { CatalogFilter, Page, PageRequest, Registry, Repository } from '../../core/interfaces.js';
@@ -12,6 +13,7 @@ import { findRepositoryId, pageLimit, pageOf, type Context, type SqlRegistryOpti
 import type { Database } from './database.js';
 import { Outbox } from './events.js';
 import { fsck } from './fsck.js';
+import { generate, type GenerateOptions, type GenerateReport } from './generate.js';
 import { HashCache } from './hash-cache.js';
 import { collectGarbage } from './gc.js';
 import { SqlManifestStore } from './manifests.js';
@@ -67,13 +69,16 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog,
     const limit = pageLimit(page.n, this.ctx.options.maxPageSize);
     if (filter && filter.names.length === 0 && filter.prefixes.length === 0) return { items: [], more: false };
     // A repository appears once it holds something: an abandoned upload does not list it.
+    // Scalar probes rather than EXISTS: PostgreSQL may turn `EXISTS … OR EXISTS …` into hashed
+    // subplans that read every manifest once per page; a scalar subquery is evaluated per
+    // listed row, one index probe each, whatever the store holds.
     let query = this.ctx.database.db
       .selectFrom('repositories as r')
       .select('r.name as name')
-      .where(({ or, exists, selectFrom }) =>
+      .where(({ or, eb, selectFrom }) =>
         or([
-          exists(selectFrom('manifests as m').select('m.id').whereRef('m.repository_id', '=', 'r.id')),
-          exists(selectFrom('repository_blobs as rb').select('rb.blob_id').whereRef('rb.repository_id', '=', 'r.id')),
+          eb(selectFrom('manifests as m').select(sql<number>`1`.as('one')).whereRef('m.repository_id', '=', 'r.id').limit(1), 'is not', null),
+          eb(selectFrom('repository_blobs as rb').select(sql<number>`1`.as('one')).whereRef('rb.repository_id', '=', 'r.id').limit(1), 'is not', null),
         ]),
       );
     if (filter) {
@@ -87,6 +92,11 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog,
     }
     if (page.last !== undefined) query = query.where('r.name', '>', page.last);
     return pageOf(await query.orderBy('r.name').limit(limit + 1).execute(), limit);
+  }
+
+  /** Synthetic content for scale tests and benchmarks (generate.ts). */
+  generate(options: GenerateOptions): Promise<GenerateReport> {
+    return generate(this.ctx, options);
   }
 
   async expireUploads(now: Date = new Date()): Promise<number> {
