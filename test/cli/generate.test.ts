@@ -82,7 +82,7 @@ test('generated content is served, listed, fsck-clean, and its unused blobs are 
 
   const fsck = await cli<FsckReport>('fsck', '--grace', '0', '--full');
   assert.deepEqual(fsck.problems, []);
-  assert.deepEqual(fsck.checked, { blobs: 46, manifests: 40, tags: 50, uploads: 0, objects: 1 });
+  assert.deepEqual(fsck.checked, { blobs: 46, manifests: 40, tags: 50, repositories: 12, uploads: 0, objects: 1 });
 
   const gc = await cli<GcReport>('gc', '--grace', '0');
   assert.equal(gc.blobsDeleted, 5);
