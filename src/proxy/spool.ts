@@ -9,11 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
+import { SEND_CHUNK as CHUNK, sendThroughBuffers } from '../core/buffered-send.js';
 
-/** Reads of 2 MiB, as the file store serves blobs. */
-const CHUNK = 2 * 1024 * 1024;
-/** Buffers `sendTo` rotates through (file-stream.ts: reusing them saves allocation and page faults). */
-const SEND_BUFFERS = 3;
 /** Spool files older than this in the directory are leftovers of a process that died mid-fill. */
 const LEFTOVER_MS = 24 * 60 * 60 * 1000;
 const PREFIX = 'fill-';
@@ -184,36 +181,15 @@ class SpoolReader extends Readable {
     }
   }
 
-  /** What the http layer uses instead of piping: writes through reused buffers (see file-stream.ts). */
+  /** What the http layer uses instead of piping: writes through reused buffers (core/buffered-send.ts). */
   async sendTo(sink: Writable): Promise<void> {
-    const buffers = Array.from({ length: SEND_BUFFERS }, () => Buffer.allocUnsafeSlow(CHUNK));
-    const inFlight: Promise<void>[] = [];
-    let closed: () => void = () => {};
-    const gone = new Promise<never>((_, reject) => {
-      closed = () => reject(Object.assign(new Error('the response closed before the body was sent'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
-    });
-    gone.catch(() => {});
-    sink.once('close', closed);
-    const written = (chunk: Buffer) =>
-      Promise.race([new Promise<void>((resolve, reject) => sink.write(chunk, (err) => (err ? reject(err) : resolve()))), gone]);
     try {
-      for (let i = 0; ; i++) {
-        // The buffer written SEND_BUFFERS chunks ago is free again once its write completed.
-        if (inFlight.length === SEND_BUFFERS) await inFlight.shift();
-        const chunk = await Promise.race([this.fill(() => buffers[i % SEND_BUFFERS]!), gone]);
-        if (chunk === null) break;
-        const write = written(chunk);
-        write.catch(() => {});
-        inFlight.push(write);
-      }
-      await Promise.all(inFlight);
-      await Promise.race([new Promise<void>((resolve) => sink.end(resolve)), gone]);
+      await sendThroughBuffers(sink, (buffer) => this.fill(() => buffer));
     } catch (err) {
       // A failed fill cuts the transfer off: the client must not see a clean end.
       sink.destroy(err as Error);
       throw err;
     } finally {
-      sink.off('close', closed);
       this.destroy();
     }
   }
