@@ -112,24 +112,18 @@ export class Metrics implements StorageObserver {
     });
     // Byte counts, like request counts, are plain numbers per request and reach prom-client at scrape time.
     const bytes = this.bytes;
-    this.received = new Counter({
-      name: 'portfolio_http_received_bytes_total',
-      help: 'Bytes received from clients (headers and bodies)',
-      registers,
-      collect(this: Counter) {
-        if (bytes.received > 0) this.inc(bytes.received);
-        bytes.received = 0;
-      },
-    });
-    this.sent = new Counter({
-      name: 'portfolio_http_sent_bytes_total',
-      help: 'Bytes sent to clients (headers and bodies)',
-      registers,
-      collect(this: Counter) {
-        if (bytes.sent > 0) this.inc(bytes.sent);
-        bytes.sent = 0;
-      },
-    });
+    const byteCounter = (name: string, help: string, key: 'received' | 'sent') =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect(this: Counter) {
+          if (bytes[key] > 0) this.inc(bytes[key]);
+          bytes[key] = 0;
+        },
+      });
+    this.received = byteCounter('portfolio_http_received_bytes_total', 'Bytes received from clients (headers and bodies)', 'received');
+    this.sent = byteCounter('portfolio_http_sent_bytes_total', 'Bytes sent to clients (headers and bodies)', 'sent');
     this.retries = new Counter({ name: 'portfolio_database_transaction_retries_total', help: 'Transactions run again after a conflict (PostgreSQL serialization failure, deadlock, unique-key race)', registers });
     this.busyWaits = new Counter({
       name: 'portfolio_database_busy_waits_total',
