@@ -13,15 +13,14 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { cpuSeconds } from './cpu.js';
 import { settingsFor, smallImages, smallPushes } from './figures.js';
 import { RawClient } from './raw-client.js';
-import { readFile } from 'node:fs/promises';
 import { startPortfolio, syncDisks } from './servers.js';
 
-/** CPU seconds (user + system) a process has used, from /proc: the cost that load on the machine does not skew. */
-async function cpuSeconds(pid: number | undefined): Promise<number> {
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+/** CPU seconds of the server: the cost that load on the machine does not skew. */
+async function serverCpu(pid: number | undefined): Promise<number> {
+  return (pid === undefined ? undefined : await cpuSeconds(pid)) ?? NaN;
 }
 
 const { values } = parseArgs({ options: { 'engine-args': { type: 'string' }, rounds: { type: 'string' }, images: { type: 'string' } } });
@@ -64,7 +63,7 @@ try {
         received = 0;
         await smallPushes(client, s, `${prefix}/warmup`, smallImages(s.warmupImages, seed));
         const expected = s.warmupImages + s.images;
-        const cpu0 = await cpuSeconds(server.pid);
+        const cpu0 = await serverCpu(server.pid);
         const r = await smallPushes(client, s, prefix, smallImages(s.images, seed + 1));
         const pushedAt = performance.now();
         (withHook ? on : off).push(r.value);
@@ -77,7 +76,7 @@ try {
           note = `, ${received}/${expected} events at the webhook, the last ${lag.toFixed(0)} ms after the last push`;
         }
         // Delivery included: the CPU is read once the webhook has every event.
-        const cpuMs = ((await cpuSeconds(server.pid)) - cpu0) * 1000 / s.images;
+        const cpuMs = ((await serverCpu(server.pid)) - cpu0) * 1000 / s.images;
         (withHook ? cpuOn : cpuOff).push(cpuMs);
         console.log(`round ${round + 1}, webhook ${withHook ? 'on ' : 'off'}: ${r.value.toFixed(0)} pushes/s, ${cpuMs.toFixed(2)} ms server CPU per image${note}`);
       } finally {

@@ -9,10 +9,11 @@
  * Engine args go to both servers; cache engine args, when given, to the cache alone (e.g. the cache
  * on PostgreSQL + S3 in front of a default upstream: two servers must not share one database).
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { cpuSeconds } from './cpu.js';
 import { Client, expect } from './http.js';
 import { MiB, Rng, SeededBlob, sha256 } from './data.js';
 import { ACCEPT_MANIFESTS, OCI_MANIFEST, pool, putManifest, startUpload } from './oci.js';
@@ -63,18 +64,16 @@ async function pull(client: Client, repo: string): Promise<{ seconds: number; by
   return { seconds: Number(process.hrtime.bigint() - started) / 1e9, bytes };
 }
 
-/** CPU seconds (user + system) a process has used, from /proc: the cost that load on the machine does not skew. */
-async function cpuSeconds(pid: number | undefined): Promise<number> {
-  if (pid === undefined) return NaN;
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+/** CPU seconds of a server: the cost that load on the machine does not skew. */
+async function serverCpu(pid: number | undefined): Promise<number> {
+  return (pid === undefined ? undefined : await cpuSeconds(pid)) ?? NaN;
 }
 
 /** Runs `work`, adding the CPU seconds each server used meanwhile to the result. */
 async function measured<T>(servers: Registry[], work: () => Promise<T>): Promise<T & { cpu: number[] }> {
-  const before = await Promise.all(servers.map((s) => cpuSeconds(s.pid)));
+  const before = await Promise.all(servers.map((s) => serverCpu(s.pid)));
   const result = await work();
-  const after = await Promise.all(servers.map((s) => cpuSeconds(s.pid)));
+  const after = await Promise.all(servers.map((s) => serverCpu(s.pid)));
   return { ...result, cpu: after.map((a, i) => a - before[i]!) };
 }
 
@@ -104,11 +103,11 @@ async function main(): Promise<void> {
     await pull(direct, REPO); // warm-up: the upstream's files are in the page cache for every figure alike
     const both = [upstream, cache];
     const straight = await measured(both, () => pull(direct, REPO));
-    const cache0 = await cpuSeconds(cache.pid);
+    const cache0 = await serverCpu(cache.pid);
     const first = await measured(both, () => pull(through, `up/${REPO}`));
     // Storing may go on after the client has its bytes: the whole fill's CPU is counted after a pause.
     await delay(3000);
-    const fillCpu = (await cpuSeconds(cache.pid)) - cache0;
+    const fillCpu = (await serverCpu(cache.pid)) - cache0;
     const second = await measured(both, () => pull(through, `up/${REPO}`));
     const mb = (r: { seconds: number; bytes: number }) => r.bytes / 1e6 / r.seconds;
     const rows = [

@@ -14,6 +14,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { cpuSeconds } from './cpu.js';
 import { median, settingsFor, smallImages, smallPushes } from './figures.js';
 import { Client } from './http.js';
 import { defaultLoadTool, runLoad } from './load.js';
@@ -52,12 +53,8 @@ async function tree(pid: number): Promise<number[]> {
 async function serverCpu(pid: number): Promise<Map<number, number>> {
   const out = new Map<number, number>();
   for (const p of await tree(pid)) {
-    try {
-      const fields = (await readFile(`/proc/${p}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-      out.set(p, (Number(fields[11]) + Number(fields[12])) / 100);
-    } catch {
-      // Exited meanwhile.
-    }
+    const seconds = await cpuSeconds(p);
+    if (seconds !== undefined) out.set(p, seconds); // else exited meanwhile
   }
   return out;
 }
