@@ -54,9 +54,8 @@ export function runPrimary(options: PrimaryOptions): Promise<void> {
   const collecting = new Map<number, Map<number, (metrics: MetricsJson | null) => void>>();
 
   const own = new Registry();
-  const live = new Gauge({ name: 'portfolio_workers', help: 'Worker processes serving (serve --workers)', registers: [own], collect() { this.set([...slots.values()].filter((s) => s.ready).length); } });
+  new Gauge({ name: 'portfolio_workers', help: 'Worker processes serving (serve --workers)', registers: [own], collect() { this.set([...slots.values()].filter((s) => s.ready).length); } });
   const restarts = new Counter({ name: 'portfolio_worker_restarts_total', help: 'Worker processes started again after one died', registers: [own] });
-  void live;
 
   const post = (worker: Worker, message: ToWorker) => {
     if (!worker.isConnected()) return;
