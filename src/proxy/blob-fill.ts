@@ -33,6 +33,8 @@ export interface FillOptions {
   /** The upstream body may be silent this long before the fill fails. */
   idleMs: number;
   onBytes?(bytes: number): void;
+  /** Called as the readers learn of a failure, before the spool's removal: nobody may join it after. */
+  onFail?(): void;
 }
 
 /** Resolves once the blob is stored; the spool is removed either way. */
@@ -75,6 +77,7 @@ export async function fillBlob(options: FillOptions): Promise<void> {
       body.destroy();
       await writing.catch(() => undefined);
       spool.fail(err as Error);
+      options.onFail?.();
       throw err;
     }
     spool.release();

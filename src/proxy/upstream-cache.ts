@@ -129,15 +129,17 @@ export class UpstreamCache {
     const running = this.fills.get(key);
     if (running) return running.catch((err: unknown) => Promise.reject(this.failure(err, SpecCode.BLOB_UNKNOWN, digest)));
     this.count('miss', 'blob');
-    const started = this.startFill(local, digest);
+    // A failed fill leaves at once, before its spool is removed: the next request starts afresh.
+    const forget = () => {
+      if (this.fills.get(key) === started) this.fills.delete(key);
+    };
+    const started = this.startFill(local, digest, forget);
     this.fills.set(key, started);
     // The entry lasts until the blob is stored (or the fill failed), so later requests join it.
     started
       .then((fill) => fill?.done)
       .catch(() => undefined)
-      .finally(() => {
-        if (this.fills.get(key) === started) this.fills.delete(key);
-      });
+      .finally(forget);
     return started.catch((err: unknown) => Promise.reject(this.failure(err, SpecCode.BLOB_UNKNOWN, digest)));
   }
 
@@ -154,7 +156,7 @@ export class UpstreamCache {
     await fill.done.catch((err: unknown) => Promise.reject(this.failure(err, SpecCode.BLOB_UNKNOWN, digest)));
   }
 
-  private async startFill(local: Repository, digest: Digest): Promise<Fill | null> {
+  private async startFill(local: Repository, digest: Digest, onFail: () => void): Promise<Fill | null> {
     const res = await this.client.fetch('GET', this.upstreamName(local.name), `blobs/${digest}`);
     if (res.status === 404 || res.status === 401 || res.status === 403) {
       res.body.resume();
@@ -182,6 +184,7 @@ export class UpstreamCache {
       store: (path, bytes) => local.uploads.putFile(digest, path, bytes),
       idleMs: this.config.timeoutMs,
       onBytes: (bytes) => this.options.observer?.proxyUpstreamBytes(prefix, bytes),
+      onFail,
     });
     done.catch((err: unknown) => this.options.logger?.warn({ upstream: prefix, digest, err: (err as Error).message }, 'blob fill failed: nothing stored'));
     return { size, spool, done };
