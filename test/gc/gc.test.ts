@@ -169,6 +169,49 @@ test('fsck passes on a healthy store and reports, then repairs, what is wrong', 
   assert.ok(missing.report.problems.some((p) => p.kind === 'blob-missing' && p.subject === img.layers[1]!.digest));
 });
 
+test('fsck finds manifests whose blobs or children are not in their own repository', async () => {
+  // The same layer in two repositories: the link goes from one only, so a digest found in the
+  // other repository must not satisfy the check.
+  const shared = blob(randomBytes(2048));
+  const broken = image({ layers: [shared] });
+  const whole = image({ layers: [shared] });
+  await pushImage(reg.url, 'fsck/refs-broken', broken, 'v1');
+  await pushImage(reg.url, 'fsck/refs-whole', whole, 'v1');
+  const child = image();
+  await pushImage(reg.url, 'fsck/refs-index', child);
+  const idx = index([{ digest: child.digest, size: child.manifest.length, mediaType: child.mediaType }]);
+  const put = await fetch(`${reg.url}/v2/fsck/refs-index/manifests/multi`, { method: 'PUT', headers: { 'content-type': idx.mediaType }, body: idx.manifest });
+  assert.equal(put.status, 201);
+  await pushImage(reg.url, 'fsck/refs-whole', child);
+  // (The test before leaves a missing object behind: only this kind of problem is counted here.)
+  const references = async () =>
+    (await fsck()).report.problems
+      .filter((p) => p.kind === 'manifest-reference')
+      .map((p) => `${p.subject} ${p.detail}`)
+      .sort();
+  assert.deepEqual(await references(), []);
+
+  await withObjects(async ({ database }) => {
+    const db = database.db;
+    const repo = async (name: string) => (await db.selectFrom('repositories').select('id').where('name', '=', name).executeTakeFirstOrThrow()).id;
+    const manifest = async (repository: number, digest: string) =>
+      (await db.selectFrom('manifests').select('id').where('repository_id', '=', repository).where('digest', '=', digest).executeTakeFirstOrThrow()).id;
+    const brokenRepo = await repo('fsck/refs-broken');
+    const layer = (await db.selectFrom('blobs').select('id').where('digest', '=', shared.digest).executeTakeFirstOrThrow()).id;
+    // The schema's references keep a used link; undo them first, as a damaged database might.
+    await db.deleteFrom('manifest_blobs').where('manifest_id', '=', await manifest(brokenRepo, broken.digest)).where('blob_id', '=', layer).execute();
+    await db.deleteFrom('repository_blobs').where('repository_id', '=', brokenRepo).where('blob_id', '=', layer).execute();
+    const indexRepo = await repo('fsck/refs-index');
+    const childId = await manifest(indexRepo, child.digest);
+    await db.deleteFrom('manifest_children').where('child_id', '=', childId).execute();
+    await db.deleteFrom('manifests').where('id', '=', childId).execute();
+  });
+  assert.deepEqual(await references(), [
+    `fsck/refs-broken@${broken.digest} blob ${shared.digest} is not in the repository`,
+    `fsck/refs-index@${idx.digest} child manifest ${child.digest} is not in the repository`,
+  ]);
+});
+
 test('staged chunks of a session that died without an abort are found by fsck and reclaimed by gc', { skip: ENGINE !== 'pg-s3' && 'only S3 stages chunks outside the upload key' }, async () => {
   const post = await fetch(`${reg.url}/v2/gc/staging/blobs/uploads/`, { method: 'POST' });
   const location = post.headers.get('location')!;

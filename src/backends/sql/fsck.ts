@@ -16,6 +16,12 @@ import { checkSummaries, recountSummary } from './summaries.js';
 
 const PAGE = 500;
 
+/** `repository@digest` of each (repository, digest) row the lookup finds, over slices of the digests. */
+async function presentPairs(digests: Digest[], lookup: (slice: Digest[]) => Promise<{ repository: number; digest: string }[]>): Promise<Set<string>> {
+  const rows = await inSlices([...new Set(digests)], lookup);
+  return new Set(rows.map((r) => `${r.repository}@${r.digest}`));
+}
+
 export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckReport> {
   const db = ctx.database.db;
   const report: FsckReport = { checked: { blobs: 0, manifests: 0, tags: 0, repositories: 0, uploads: 0, objects: 0 }, problems: [] };
@@ -83,6 +89,9 @@ export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckRepo
       .orderBy('m.id')
       .limit(PAGE)
       .execute();
+    // Parsed first, then the references of the whole page looked up together: one query per
+    // page and kind rather than per manifest, which on PostgreSQL is a round trip each.
+    const parsedRows: { subject: string; repository: number; blobs: Digest[]; children: Digest[] }[] = [];
     for (const row of rows) {
       progress('manifests', ++report.checked.manifests);
       const subject = `${row.name}@${row.digest}`;
@@ -92,33 +101,38 @@ export async function fsck(ctx: Context, options: FsckOptions): Promise<FsckRepo
         problem({ kind: 'manifest-digest', subject, detail: 'stored bytes do not match the digest' });
         continue;
       }
-      let parsed;
       try {
-        parsed = parseManifest(bytes, row.media_type);
+        const parsed = parseManifest(bytes, row.media_type);
+        parsedRows.push({ subject, repository: row.repository_id, blobs: parsed.blobs, children: parsed.children });
       } catch (err) {
         problem({ kind: 'manifest-reference', subject, detail: `stored manifest no longer parses: ${err instanceof RegistryError ? err.message : String(err)}` });
-        continue;
       }
-      if (parsed.blobs.length) {
-        const present = await inSlices(parsed.blobs, (slice) =>
-          db
-            .selectFrom('repository_blobs as rb')
-            .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
-            .select('b.digest')
-            .where('rb.repository_id', '=', row.repository_id)
-            .where('b.digest', 'in', slice)
-            .execute(),
-        );
-        const have = new Set(present.map((p) => p.digest));
-        for (const d of parsed.blobs) if (!have.has(d)) problem({ kind: 'manifest-reference', subject, detail: `blob ${d} is not in the repository` });
-      }
-      if (parsed.children.length) {
-        const present = await inSlices(parsed.children, (slice) =>
-          db.selectFrom('manifests').select('digest').where('repository_id', '=', row.repository_id).where('digest', 'in', slice).execute(),
-        );
-        const have = new Set(present.map((p) => p.digest));
-        for (const d of parsed.children) if (!have.has(d)) problem({ kind: 'manifest-reference', subject, detail: `child manifest ${d} is not in the repository` });
-      }
+    }
+    const repositories = [...new Set(parsedRows.map((r) => r.repository))];
+    const blobsHeld = await presentPairs(
+      parsedRows.flatMap((r) => r.blobs),
+      (slice) =>
+        db
+          .selectFrom('repository_blobs as rb')
+          .innerJoin('blobs as b', 'b.id', 'rb.blob_id')
+          .select(['rb.repository_id as repository', 'b.digest'])
+          .where('rb.repository_id', 'in', repositories)
+          .where('b.digest', 'in', slice)
+          .execute(),
+    );
+    const childrenHeld = await presentPairs(
+      parsedRows.flatMap((r) => r.children),
+      (slice) =>
+        db
+          .selectFrom('manifests')
+          .select(['repository_id as repository', 'digest'])
+          .where('repository_id', 'in', repositories)
+          .where('digest', 'in', slice)
+          .execute(),
+    );
+    for (const { subject, repository, blobs, children } of parsedRows) {
+      for (const d of blobs) if (!blobsHeld.has(`${repository}@${d}`)) problem({ kind: 'manifest-reference', subject, detail: `blob ${d} is not in the repository` });
+      for (const d of children) if (!childrenHeld.has(`${repository}@${d}`)) problem({ kind: 'manifest-reference', subject, detail: `child manifest ${d} is not in the repository` });
     }
     const last = rows[rows.length - 1];
     if (!last || rows.length < PAGE) break;
