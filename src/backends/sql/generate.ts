@@ -22,6 +22,7 @@ import { Readable } from 'node:stream';
 import { sql } from 'kysely';
 import type { Context } from './context.js';
 import type { Executor } from './database.js';
+import { bulkLoad } from './summaries.js';
 
 export interface GenerateOptions {
   repositories: number;
@@ -130,7 +131,10 @@ export async function generate(ctx: Context, o: GenerateOptions): Promise<Genera
     const plansNow = group;
     group = [];
     groupManifests = 0;
-    await database.tx((trx) => writeGroup(trx, plansNow, { prefix, at, configId, configDigest, configSize: configBytes.length }, report));
+    const shared = { prefix, at, configId, configDigest, configSize: configBytes.length };
+    await database.tx((trx) =>
+      bulkLoad(trx, database.dialect, () => writeGroup(trx, plansNow, shared, report), (repositories) => repositories),
+    );
     o.onProgress?.({ repositories: report.repositories, blobs: report.blobs, tags: report.tags });
   };
   for (const plan of plans) {
@@ -153,7 +157,8 @@ interface Shared {
   configSize: number;
 }
 
-async function writeGroup(trx: Executor, plans: RepoPlan[], s: Shared, report: GenerateReport): Promise<void> {
+/** Writes one group; resolves to the ids of its repositories. */
+async function writeGroup(trx: Executor, plans: RepoPlan[], s: Shared, report: GenerateReport): Promise<number[]> {
   const repoIds = new Map<string, number>();
   await insertAll(plans, async (chunk) => {
     const rows = await trx.insertInto('repositories').values(chunk.map((p) => ({ name: p.name, created_at: s.at }))).returning(['id', 'name']).execute();
@@ -257,4 +262,5 @@ async function writeGroup(trx: Executor, plans: RepoPlan[], s: Shared, report: G
   report.manifests += manifests.length;
   report.tags += tags.length;
   report.garbage += blobs.length - manifests.length;
+  return [...repoIds.values()];
 }

@@ -8,12 +8,14 @@ import { Migrator, sql, type Kysely } from 'kysely';
 import type { RestoreInput, SnapshotValue } from '../../core/snapshot.js';
 import type { Database, Executor } from './database.js';
 import { migrations } from './schema.js';
+import { bulkLoad } from './summaries.js';
 
 /** State that means nothing outside the process that held it: open upload sessions, leases. */
 export const TRANSIENT_TABLES: ReadonlySet<string> = new Set(['uploads', 'upload_chunks', 'leases']);
 /**
- * Rows computed from other tables: their triggers rebuild them as those rows go in (or
- * migration 0009 fills them, restoring an older backup), so the backup's copies are not loaded.
+ * Rows computed from other tables: recounted once the tables are loaded (summaries.ts
+ * `bulkLoad`), or filled by migration 0009 when the backup is older, so the backup's copies are
+ * not loaded.
  */
 export const DERIVED_TABLES: ReadonlySet<string> = new Set(['repository_summaries']);
 
@@ -41,7 +43,11 @@ export async function restoreSnapshot(database: Database, input: RestoreInput): 
   const report: RestoreReport = { tables: [], skipped: [], migrated: [] };
   // PostgreSQL: one plain transaction, not the retrying runner (a conflict in an empty store is a bad backup, not a race).
   const inOneTransaction = <T>(work: (trx: Executor) => Promise<T>) => (database.postgres ? database.db.transaction().execute(work) : database.tx(work));
-  await inOneTransaction(async (trx) => {
+  await inOneTransaction((trx) => bulkLoad(trx, database.dialect, () => loadTables(trx), () => 'all'));
+  report.migrated = await check(migrator.migrateToLatest());
+  return report;
+
+  async function loadTables(trx: Executor): Promise<void> {
     for await (const table of input.tables()) {
       if (TRANSIENT_TABLES.has(table.name) || DERIVED_TABLES.has(table.name)) {
         report.skipped.push(table.name);
@@ -75,9 +81,7 @@ export async function restoreSnapshot(database: Database, input: RestoreInput): 
       report.tables.push({ name: table.name, rows });
     }
     if (database.postgres) await resetSequences(trx);
-  });
-  report.migrated = await check(migrator.migrateToLatest());
-  return report;
+  }
 }
 
 async function check(run: Promise<{ error?: unknown; results?: readonly { migrationName: string; status: string }[] }>): Promise<string[]> {
