@@ -11,7 +11,9 @@ import { after, before, describe, it } from 'node:test';
 import { basicAuth, writeHtpasswd } from '../auth/util.js';
 import { image, pushImage } from '../helpers/oci.js';
 import { freePort } from '../helpers/net.js';
-import { startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import type { Usage } from '../../src/core/maintenance.js';
+import { STATS_SLICE_ROWS } from '../../src/backends/sql/observe.js';
 import { parseSamples, valueOf } from './scrape.js';
 
 const ROUTES = new Set(['base', 'blobs', 'manifests', 'uploads', 'tags', 'referrers', 'catalog', 'admin', 'token', 'health', 'metrics', 'other']);
@@ -72,6 +74,27 @@ describe('/metrics on the main listener, auth off', { timeout: 60_000 }, () => {
     for (const s of samples.filter((s) => s.name === 'portfolio_http_requests_total')) {
       assert.ok(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'other'].includes(s.labels.method!), s.labels.method);
     }
+  });
+});
+
+describe('storage gauges of a store larger than one slice', { timeout: 120_000 }, () => {
+  let registry: RunningRegistry;
+  before(async () => {
+    registry = await startRegistry();
+  });
+  after(() => registry?.stop());
+
+  it('sum every slice of the blob table, as du counts it', async () => {
+    const blobs = 2 * STATS_SLICE_ROWS + 500;
+    const generated = await runCli(['dev', 'generate', ...registry.engineArgs, '--repositories', '5', '--blobs', String(blobs), '--tags', '5']);
+    assert.equal(generated.code, 0, generated.stderr);
+    const du = await runCli(['du', '--json', ...registry.engineArgs]);
+    assert.equal(du.code, 0, du.stderr);
+    const usage = JSON.parse(du.stdout) as Usage;
+    assert.equal(usage.blobs, blobs + 1, 'the layers and the shared config');
+    const samples = parseSamples(await (await fetch(`${registry.url}/metrics`)).text());
+    assert.equal(valueOf(samples, 'portfolio_blobs_stored'), usage.blobs);
+    assert.equal(valueOf(samples, 'portfolio_blob_bytes_stored'), usage.storedBytes);
   });
 });
 
