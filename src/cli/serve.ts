@@ -137,7 +137,7 @@ export async function serve(options: ServeOptions, reload?: () => LoadedConfig, 
   // Repositories under an upstream's prefix are served through the pull-through cache (docs/proxy.md).
   const upstreams = options.config.proxy ?? [];
   const proxy = upstreams.length
-    ? new ProxyRegistry(engine.registry, upstreams, { logger, observer: new ProxyMetrics(metrics.registry, upstreams.map((u) => u.prefix)), ledger: engine.registry })
+    ? new ProxyRegistry(engine.registry, upstreams, { logger, observer: new ProxyMetrics(metrics.registry, upstreams.map((u) => u.prefix)) })
     : undefined;
   const ui = uiFrom(options.config, engine.registry, logger, () => lastGc);
   if (link && ui.api) link.shareSessions(ui.api.sessions);

@@ -1,15 +1,7 @@
 /**
- * What the pull-through cache asks of a backend beyond the distribution API: a cheap record of
- * when cached manifests were pulled, and removal of what nobody pulled for a while.
+ * What the pull-through cache asks of a backend beyond the distribution API: removal of what
+ * nobody pulled for a while (the backend notes the pulls of every manifest it serves).
  */
-import type { Digest } from './digest.js';
-
-export interface CachePull {
-  repository: string;
-  digest: Digest;
-  /** Unix milliseconds. */
-  at: number;
-}
 
 export interface CachePruneOptions {
   /** Repository prefixes of the cached upstreams (`docker.io`): only repositories below them are pruned. */
@@ -26,8 +18,6 @@ export interface CachePruneReport {
 }
 
 export interface CacheLedger {
-  /** Records pulls in one batch; the latest time wins. */
-  recordPulls(pulls: readonly CachePull[]): Promise<void>;
   /** Deletes unused cached manifests (indexes before their children); garbage collection then reclaims their blobs. */
   pruneCache(options: CachePruneOptions): Promise<CachePruneReport>;
 }

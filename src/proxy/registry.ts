@@ -10,28 +10,20 @@ import { join } from 'node:path';
 import type { EventOrigin } from '../core/events.js';
 import type { Page, PageRequest, Registry, Repository, CatalogFilter } from '../core/interfaces.js';
 import type { RepositoryName } from '../core/names.js';
-import type { CacheLedger } from '../core/cache.js';
 import type { UpstreamConfig } from './config.js';
-import { PullLog } from './pull-log.js';
 import { CachedRepository } from './repository.js';
 import { UpstreamCache, type ProxyLogger, type ProxyObserver } from './upstream-cache.js';
 
 export interface ProxyOptions {
   logger?: ProxyLogger;
   observer?: ProxyObserver;
-  /** Where last-pulled times go (for `cache prune`), written in batches every `pullFlushMs`. */
-  ledger?: CacheLedger;
-  pullFlushMs?: number;
 }
-
-const PULL_FLUSH_MS = 30_000;
 
 export class ProxyRegistry implements Registry {
   /** Longest prefix first, so `cache/ghcr` wins over `cache`. */
   private readonly caches: UpstreamCache[];
   /** In configuration order: the first upstream of a host serves its mirror requests. */
   private readonly configured: UpstreamCache[];
-  private readonly pulls: PullLog | undefined;
 
   constructor(
     private readonly inner: Registry,
@@ -39,12 +31,9 @@ export class ProxyRegistry implements Registry {
     options: ProxyOptions = {},
   ) {
     const logger = options.logger;
-    this.pulls = options.ledger
-      ? new PullLog(options.ledger, options.pullFlushMs ?? PULL_FLUSH_MS, (err) => logger?.warn({ err: (err as Error).message }, 'last-pulled times not written'))
-      : undefined;
     // Spooled next to the stored blobs when they are local files (storing is then a link, no copy).
     const spoolDir = inner.spoolDirectory ?? join(os.tmpdir(), 'portfolio-spool');
-    const shared = { logger, observer: options.observer, pulls: this.pulls, spoolDir };
+    const shared = { logger, observer: options.observer, spoolDir };
     this.configured = upstreams.map((config) => new UpstreamCache(config, shared));
     this.caches = [...this.configured].sort((a, b) => b.config.prefix.length - a.config.prefix.length);
   }
@@ -83,10 +72,8 @@ export class ProxyRegistry implements Registry {
   }
 
   /**
-   * Writes the last-pulled times still in memory. The wrapped registry is closed by its owner
-   * after this; fills still running then fail and leave nothing visible.
+   * Nothing of its own to release: the wrapped registry is closed by its owner after this, and
+   * fills still running then fail and leave nothing visible.
    */
-  async close(): Promise<void> {
-    await this.pulls?.close();
-  }
+  async close(): Promise<void> {}
 }

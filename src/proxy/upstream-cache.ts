@@ -11,7 +11,6 @@ import { referenceString, type Reference } from '../core/names.js';
 import { fillBlob, UpstreamLied } from './blob-fill.js';
 import type { UpstreamConfig } from './config.js';
 import { compilePatterns } from './patterns.js';
-import type { PullLog } from './pull-log.js';
 import { SingleFlight } from './single-flight.js';
 import { Spool } from './spool.js';
 import { readBytes, UpstreamClient, UpstreamUnavailable } from './upstream.js';
@@ -73,7 +72,6 @@ export class UpstreamCache {
     readonly options: {
       logger?: ProxyLogger;
       observer?: ProxyObserver;
-      pulls?: PullLog;
       /** Where fills spool the bodies (best on the filesystem of the stored blobs). */
       spoolDir: string;
     },
@@ -197,12 +195,6 @@ export class UpstreamCache {
    * upstream (stored as it arrives), else stale from the cache when the upstream is down.
    */
   async manifest(local: Repository, reference: Reference): Promise<StoredManifest | null> {
-    const found = await this.resolve(local, reference);
-    if (found) this.options.pulls?.record(local.name, found.digest);
-    return found;
-  }
-
-  private async resolve(local: Repository, reference: Reference): Promise<StoredManifest | null> {
     if (reference.kind === 'digest') {
       const cached = this.pendingManifest(local.name, reference.digest) ?? (await local.manifests.get(reference));
       if (cached) {
@@ -361,7 +353,7 @@ export class UpstreamCache {
     for (const blob of parsed.blobs) await this.ensureBlob(local, blob);
     for (const child of parsed.children) {
       if (await local.manifests.head({ kind: 'digest', digest: child })) continue;
-      const fetched = await this.resolve(local, { kind: 'digest', digest: child });
+      const fetched = await this.manifest(local, { kind: 'digest', digest: child });
       if (!fetched) throw new UpstreamLied(`upstream does not have ${child}, which an index it sent references`);
       await this.pending.get(`${local.name}@${child}`)?.stored;
     }

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Migrator, type Kysely } from 'kysely';
+import { Migrator, sql, type Kysely } from 'kysely';
 import { parseDigest, type Digest } from '../../src/core/digest.js';
 import { parseManifest } from '../../src/core/manifest.js';
 import { parseReference, parseRepositoryName, type RepositoryName } from '../../src/core/names.js';
@@ -210,8 +210,38 @@ test('migration 0009 fills the summaries of a store that already holds images', 
     await push(old, name('old/two'), img, 'v2');
     await push(old, name('old/two'), image());
     await upload(old, name('old/loose'), randomBytes(2000));
-    assert.deepEqual(await old.database.migrate(), ['0009_repository_summaries']);
+    assert.deepEqual(await old.database.migrate(), ['0009_repository_summaries', '0010_pull_times_in_manifests']);
     await assertExact(old, ['old/one', 'old/two', 'old/loose'], 'after the migration');
+  } finally {
+    await old.registry.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('migration 0010 carries the cache\'s pull times over to the manifests, keeping the later one', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'portfolio-pull-migration-'));
+  const args = await freshEngine(dir);
+  const old = await openStores(dir, args, false);
+  try {
+    const all = migrations(old.database.dialect);
+    const migrator = new Migrator({ db: old.database.db as unknown as Kysely<unknown>, provider: { getMigrations: async () => all } });
+    assert.equal((await migrator.migrateTo('0009_repository_summaries')).error, undefined);
+    const [a, b, c] = [image(), image(), image()];
+    for (const img of [a, b, c]) await push(old, name('cached/app'), img);
+    const db = old.database.db;
+    const { id } = await db.selectFrom('repositories').select('id').where('name', '=', 'cached/app').executeTakeFirstOrThrow();
+    // a: pulled only through the cache; b: noted later by the manifest GET than by the cache; c: never.
+    await db.updateTable('manifests').set({ last_pulled_at: 5000 }).where('digest', '=', b.digest).execute();
+    await sql`insert into cache_pulls (repository_id, digest, pulled_at) values (${id}, ${a.digest}, 1000), (${id}, ${b.digest}, 2000)`.execute(db);
+    assert.deepEqual(await old.database.migrate(), ['0010_pull_times_in_manifests']);
+    const rows = await db.selectFrom('manifests').select(['digest', 'last_pulled_at']).where('repository_id', '=', id).execute();
+    const pulled = new Map(rows.map((r) => [r.digest, r.last_pulled_at === null ? null : Number(r.last_pulled_at)]));
+    assert.deepEqual([pulled.get(a.digest), pulled.get(b.digest), pulled.get(c.digest)], [1000, 5000, null]);
+    const left = await sql`select 1 from cache_pulls`.execute(db).then(
+      () => 'still there',
+      () => 'gone',
+    );
+    assert.equal(left, 'gone');
   } finally {
     await old.registry.close();
     await rm(dir, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 /**
- * `portfolio cache prune --unused-for`: last-pulled times are written in batches (here: when the
- * cache stops), and a cached manifest whose last pull is older than the cutoff is deleted with
+ * `portfolio cache prune --unused-for`: last-pulled times (noted on every manifest GET) are
+ * written in batches (here: when the cache stops), and a cached manifest whose last pull is older than the cutoff is deleted with
  * its tags while a recently pulled one stays. Ages are set in the database: no test waits a month.
  */
 import { after, before, describe, it } from 'node:test';
@@ -64,15 +64,23 @@ describe('cache prune', () => {
     await pull('up/team/stale', stale);
     await stored('up/team/kept');
     await stored('up/team/stale');
+    // A fill dates the manifest by its store; pulls from the cache are noted as pulls.
+    await pull('up/team/kept', kept);
+    await pull('up/team/stale', stale);
     await cache.stop(); // writes the last-pulled times still in memory
 
     const names = (rows: { name: string }[]) => rows.map((r) => r.name).sort();
     await withStores(cache.dataDir, cache.engineArgs, async ({ database }) => {
-      const pulls = await database.db.selectFrom('cache_pulls as p').innerJoin('repositories as r', 'r.id', 'p.repository_id').select(['r.name', 'p.digest']).execute();
+      const pulls = await database.db
+        .selectFrom('manifests as m')
+        .innerJoin('repositories as r', 'r.id', 'm.repository_id')
+        .select(['r.name', 'm.digest'])
+        .where('m.last_pulled_at', 'is not', null)
+        .execute();
       assert.deepEqual(names(pulls), ['up/team/kept', 'up/team/stale']);
       // Everything was stored a long time ago; only `kept` was pulled recently.
       await database.db.updateTable('manifests').set({ pushed_at: 1 }).execute();
-      await database.db.updateTable('cache_pulls').set({ pulled_at: 1 }).where('digest', '=', stale.digest).execute();
+      await database.db.updateTable('manifests').set({ last_pulled_at: 1 }).where('digest', '=', stale.digest).execute();
     });
 
     const args = ['cache', 'prune', '--unused-for', '30d', '--proxy', proxy, '--json', ...cache.engineArgs];
@@ -91,7 +99,7 @@ describe('cache prune', () => {
     });
     // On a schedule: the background collection pass prunes first. `kept` is now unused too.
     await withStores(cache.dataDir, cache.engineArgs, async ({ database }) => {
-      await database.db.updateTable('cache_pulls').set({ pulled_at: 1 }).execute();
+      await database.db.updateTable('manifests').set({ last_pulled_at: 1 }).execute();
     });
     const scheduled = await startRegistry({
       args: ['--proxy', proxy, '--cache-prune-unused-for', '30d', '--gc-interval', '100ms'],

@@ -1,6 +1,6 @@
 /** The SQL backend: metadata in SQLite or PostgreSQL, bytes in an ObjectStore. */
 import { sql } from 'kysely';
-import type { CacheLedger, CachePruneOptions, CachePruneReport, CachePull } from '../../core/cache.js';
+import type { CacheLedger, CachePruneOptions, CachePruneReport } from '../../core/cache.js';
 import type { ClaimedBatch, Delivery, DeliveryState, EventLog, EventOrigin, EventRouting, SinkBacklog } from '../../core/events.js';
 import type { CatalogFilter, Page, PageRequest, Registry, Repository } from '../../core/interfaces.js';
 import type { FsckOptions, FsckReport, GcOptions, GcReport, Maintenance, Usage } from '../../core/maintenance.js';
@@ -8,7 +8,7 @@ import type { RepositoryName } from '../../core/names.js';
 import type { Observable, ReadinessCheck, StorageStats } from '../../core/observer.js';
 import type { ObjectStore } from '../objects/object-store.js';
 import { SqlBlobStore } from './blobs.js';
-import { pruneCache, recordPulls } from './cache-ledger.js';
+import { pruneCache } from './cache-ledger.js';
 import { findRepositoryId, pageLimit, pageOf, type Context, type SqlRegistryOptions } from './context.js';
 import type { Database } from './database.js';
 import { Outbox } from './events.js';
@@ -154,9 +154,6 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog,
     return usage(this.ctx);
   }
 
-  recordPulls(pulls: readonly CachePull[]): Promise<void> {
-    return recordPulls(this.ctx, pulls);
-  }
 
   pruneCache(options: CachePruneOptions): Promise<CachePruneReport> {
     return pruneCache(this.ctx, (name) => this.repository(name), options);

@@ -87,13 +87,6 @@ export interface UploadChunksTable {
   content: Buffer;
 }
 
-/** When a cached manifest was last pulled through the cache (written in batches, see cache-ledger.ts). */
-export interface CachePullsTable {
-  repository_id: number;
-  digest: string;
-  pulled_at: number;
-}
-
 export interface LeasesTable {
   name: string;
   owner: string;
@@ -150,7 +143,6 @@ export interface Schema {
   leases: LeasesTable;
   event_streams: EventStreamsTable;
   event_deliveries: EventDeliveriesTable;
-  cache_pulls: CachePullsTable;
   policies: PoliciesTable;
   repository_summaries: RepositorySummariesTable;
 }
@@ -371,6 +363,16 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         // Counts, bytes and last push per repository, kept by triggers (summaries.ts): list
         // pages read a row instead of aggregating a repository's manifests and blobs.
         await createRepositorySummaries(db, dialect);
+      },
+    },
+    '0010_pull_times_in_manifests': {
+      async up(db: Kysely<unknown>) {
+        // The cache's prune reads manifests.last_pulled_at, which every pull already notes: its
+        // own table of pull times goes, its latest times carried over.
+        const pulled = sql`from cache_pulls p where p.repository_id = manifests.repository_id and p.digest = manifests.digest`;
+        await sql`update manifests set last_pulled_at = (select max(p.pulled_at) ${pulled})
+          where exists (select 1 ${pulled} and (manifests.last_pulled_at is null or p.pulled_at > manifests.last_pulled_at))`.execute(db);
+        await db.schema.dropTable('cache_pulls').execute();
       },
     },
   };
