@@ -194,15 +194,23 @@ test('fsck finds a summary that differs from its repository, and --repair recoun
   await assertExact(e, [repository], 'after repair');
 });
 
-test('migration 0009 fills the summaries of a store that already holds images', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'portfolio-summary-migration-'));
-  const args = await freshEngine(dir);
-  const old = await openStores(dir, args, false);
+/** A fresh store migrated up to `migration` only, for `work` to fill as that version would; removed after. */
+async function atMigration(migration: string, work: (old: Engine) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'portfolio-migration-'));
+  const old = await openStores(dir, await freshEngine(dir), false);
   try {
     const all = migrations(old.database.dialect);
     const migrator = new Migrator({ db: old.database.db as unknown as Kysely<unknown>, provider: { getMigrations: async () => all } });
-    const before = await migrator.migrateTo('0008_policies');
-    assert.equal(before.error, undefined);
+    assert.equal((await migrator.migrateTo(migration)).error, undefined);
+    await work(old);
+  } finally {
+    await old.registry.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test('migration 0009 fills the summaries of a store that already holds images', () =>
+  atMigration('0008_policies', async (old) => {
     // The write paths do not read the summaries: the store is written as version 0008 left it.
     await push(old, name('old/one'), image(), 'v1');
     const img = image();
@@ -212,20 +220,10 @@ test('migration 0009 fills the summaries of a store that already holds images', 
     await upload(old, name('old/loose'), randomBytes(2000));
     assert.deepEqual(await old.database.migrate(), ['0009_repository_summaries', '0010_pull_times_in_manifests']);
     await assertExact(old, ['old/one', 'old/two', 'old/loose'], 'after the migration');
-  } finally {
-    await old.registry.close();
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('migration 0010 carries the cache\'s pull times over to the manifests, keeping the later one', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'portfolio-pull-migration-'));
-  const args = await freshEngine(dir);
-  const old = await openStores(dir, args, false);
-  try {
-    const all = migrations(old.database.dialect);
-    const migrator = new Migrator({ db: old.database.db as unknown as Kysely<unknown>, provider: { getMigrations: async () => all } });
-    assert.equal((await migrator.migrateTo('0009_repository_summaries')).error, undefined);
+test("migration 0010 carries the cache's pull times over to the manifests, keeping the later one", () =>
+  atMigration('0009_repository_summaries', async (old) => {
     const [a, b, c] = [image(), image(), image()];
     for (const img of [a, b, c]) await push(old, name('cached/app'), img);
     const db = old.database.db;
@@ -237,16 +235,12 @@ test('migration 0010 carries the cache\'s pull times over to the manifests, keep
     const rows = await db.selectFrom('manifests').select(['digest', 'last_pulled_at']).where('repository_id', '=', id).execute();
     const pulled = new Map(rows.map((r) => [r.digest, r.last_pulled_at === null ? null : Number(r.last_pulled_at)]));
     assert.deepEqual([pulled.get(a.digest), pulled.get(b.digest), pulled.get(c.digest)], [1000, 5000, null]);
-    const left = await sql`select 1 from cache_pulls`.execute(db).then(
+    const table = await sql`select 1 from cache_pulls`.execute(db).then(
       () => 'still there',
       () => 'gone',
     );
-    assert.equal(left, 'gone');
-  } finally {
-    await old.registry.close();
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+    assert.equal(table, 'gone');
+  }));
 
 test('a substring search takes the text literally: `_` and `%` are no wildcards', async () => {
   const e = engine;
