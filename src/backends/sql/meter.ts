@@ -18,7 +18,10 @@ export class Meter extends Transform {
     /** Asked before each piece is passed on: false stops the stream (the writer lost its claim). */
     private readonly mayWrite: () => boolean = () => true,
   ) {
-    super({ highWaterMark: 1024 * 1024 });
+    // Chunks pass on one by one, as objects: a byte-mode reader's read() would join whatever
+    // is buffered into one new buffer, a copy of every byte (and garbage to collect) before the
+    // object store copies or writes them anyway. Up to 1 MiB waits on either side.
+    super({ writableHighWaterMark: 1024 * 1024, readableObjectMode: true, readableHighWaterMark: 16 });
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
