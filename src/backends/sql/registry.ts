@@ -154,7 +154,6 @@ export class SqlRegistry implements Registry, Maintenance, Observable, EventLog,
     return usage(this.ctx);
   }
 
-
   pruneCache(options: CachePruneOptions): Promise<CachePruneReport> {
     return pruneCache(this.ctx, (name) => this.repository(name), options);
   }

@@ -39,6 +39,13 @@ export class SqlUploadStore implements UploadStore {
   }
 
   async start(): Promise<UploadState> {
+    const row = await this.open();
+    if (!row.inline) this.ctx.hashes.put(row.id, 0, createHasher(STREAM_ALGORITHM));
+    return this.state(row);
+  }
+
+  /** A new, empty session: its row, as written. */
+  private async open(): Promise<SessionRow> {
     const id = randomUUID();
     const key = objectKeyFor(id);
     const state = await this.ctx.objects.beginUpload(key);
@@ -51,13 +58,11 @@ export class SqlUploadStore implements UploadStore {
       const repositoryId = await ensureRepositoryId(this.ctx.database.db, this.ctx.database.dialect, this.repository);
       try {
         await this.sessions.create(id, repositoryId, key, state, now, expires, inline);
-        break;
+        return { id, repository_id: repositoryId, object_key: key, store_state: state, size: 0, expires_at: expires, inline };
       } catch (err) {
         if (attempt >= 3 || !isForeignKeyViolation(err)) throw err;
       }
     }
-    if (!inline) this.ctx.hashes.put(id, 0, createHasher(STREAM_ALGORITHM));
-    return { id, repository: this.repository, offset: 0, expiresAt: new Date(expires) };
   }
 
   async get(id: string): Promise<UploadState> {
@@ -135,9 +140,9 @@ export class SqlUploadStore implements UploadStore {
    */
   async putFile(digest: Digest, path: string, size: number): Promise<BlobInfo> {
     this.checkSize(size);
-    const { id } = await this.start();
-    this.ctx.hashes.forget(id);
-    const row = await this.row(id);
+    // The caller hashed the file: no running hash for this session.
+    const row = await this.open();
+    const id = row.id;
     try {
       const inline = row.inline && size <= (this.ctx.options.inlineBlobBytes ?? 0);
       const content = inline ? await readFile(path) : null;

@@ -35,19 +35,21 @@ export class Sessions {
 
   /** A change another process made. */
   apply(change: SessionChange, now = Date.now()): void {
-    if ('ended' in change) return void this.sessions.delete(change.ended);
-    this.sweep(now);
-    while (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
-    this.sessions.set(change.created.id, change.created);
+    if ('ended' in change) this.sessions.delete(change.ended);
+    else this.add(change.created, now);
   }
 
   create(user: string, now = Date.now()): Session {
-    this.sweep(now);
-    while (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
     const session = { id: token(), user, csrf: token(), expiresAt: now + this.ttlMs };
-    this.sessions.set(session.id, session);
+    this.add(session, now);
     this.onChange?.({ created: session });
     return session;
+  }
+
+  private add(session: Session, now: number): void {
+    this.sweep(now);
+    while (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
+    this.sessions.set(session.id, session);
   }
 
   /** The live session the request's cookie names, or null. */
