@@ -193,6 +193,12 @@ export function isUniqueViolation(err: unknown): boolean {
   return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 
+/** True when the error is a NOT NULL violation. */
+export function isNotNullViolation(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === '23502' || code === 'SQLITE_CONSTRAINT_NOTNULL';
+}
+
 /** True when the error is a foreign-key violation (a row it refers to went away meanwhile). */
 export function isForeignKeyViolation(err: unknown): boolean {
   const code = (err as { code?: string }).code;

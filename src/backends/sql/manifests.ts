@@ -7,7 +7,7 @@ import { referenceString, type Reference, type RepositoryName } from '../../core
 import { ensureRepositoryId, type Context } from './context.js';
 import type { Executor } from './database.js';
 import { inSlices, slices } from './batches.js';
-import { prepare, type Prepared } from './prepared.js';
+import { prepare, prepareList, type Prepared } from './prepared.js';
 import { immutableRule, refuseImmutableManifestDelete } from './policies.js';
 import { tagImmutable } from '../../core/policies.js';
 
@@ -55,7 +55,7 @@ export class SqlManifestStore implements ManifestStore {
 
   async put(reference: Reference, bytes: Buffer, manifest: ParsedManifest): Promise<PutManifestResult> {
     const digest = digestOf(bytes, reference.kind === 'digest' ? digestAlgorithm(reference.digest) : 'sha256');
-    const { dialect, postgres: pg } = this.ctx.database;
+    const { dialect } = this.ctx.database;
     const events = this.ctx.events;
     const recorded = await this.ctx.database.tx(async (trx) => {
       const repositoryId = await ensureRepositoryId(trx, dialect, this.repository);
@@ -66,39 +66,18 @@ export class SqlManifestStore implements ManifestStore {
       // and this finds no row and inserts the manifest anew.
       let manifestId = (await REFRESH_MANIFEST.first(trx, dialect, now, repositoryId, digest))?.id;
       const blobs = await this.lockLinks(trx, repositoryId, manifest.blobs);
-      const children = await inSlices(manifest.children, (slice) =>
-        trx
-          .selectFrom('manifests')
-          .select(['id', 'digest'])
-          .where('repository_id', '=', repositoryId)
-          .where('digest', 'in', slice)
-          // Blocks only collection and deletes (FOR UPDATE), not a concurrent re-push of a child.
-          .$if(pg, (q) => q.forKeyShare())
-          .execute(),
-      );
+      const children = await inSlices(manifest.children, (slice) => CHILDREN.rows(trx, dialect, slice, repositoryId));
       requireAll(manifest.children, children);
       if (manifestId === undefined) {
         const annotations = manifest.annotations ? JSON.stringify(manifest.annotations) : null;
         const inserted = await INSERT_MANIFEST.first(trx, dialect, repositoryId, digest, manifest.mediaType, manifest.artifactType, manifest.subject, annotations, bytes.length, bytes, now);
         manifestId = inserted!.id;
         const id = manifestId;
-        for (const slice of slices(blobs)) {
-          await trx
-            .insertInto('manifest_blobs')
-            .values(slice.map((blobId) => ({ manifest_id: id, repository_id: repositoryId, blob_id: blobId })))
-            .execute();
-        }
-        for (const slice of slices(children)) {
-          await trx
-            .insertInto('manifest_children')
-            .values(slice.map((c) => ({ parent_id: id, child_id: c.id })))
-            .execute();
-        }
+        for (const slice of slices(blobs)) await INSERT_MANIFEST_BLOBS.execute(trx, dialect, slice, id, repositoryId);
+        for (const slice of slices(children)) await INSERT_MANIFEST_CHILDREN.execute(trx, dialect, slice.map((c) => c.id), id);
       }
       // A reference restarts the garbage-collection grace period of the links it uses.
-      for (const slice of slices(blobs)) {
-        await trx.updateTable('repository_blobs').set({ touched_at: now }).where('repository_id', '=', repositoryId).where('blob_id', 'in', slice).execute();
-      }
+      for (const slice of slices(blobs)) await TOUCH_LINKS.execute(trx, dialect, slice, now, repositoryId);
       if (reference.kind === 'tag') {
         const rule = await immutableRule(trx, this.ctx, this.repository, reference.tag);
         if (!rule) await SET_TAG.execute(trx, dialect, repositoryId, reference.tag, manifestId, now);
@@ -129,19 +108,11 @@ export class SqlManifestStore implements ManifestStore {
    */
   private async lockLinks(trx: Executor, repositoryId: number, digests: Digest[]): Promise<number[]> {
     if (digests.length === 0) return [];
-    const found = await inSlices(digests, (slice) => trx.selectFrom('blobs').select(['id', 'digest']).where('digest', 'in', slice).execute());
+    const { dialect } = this.ctx.database;
+    const found = await inSlices(digests, (slice) => BLOB_IDS.rows(trx, dialect, slice));
     requireAll(digests, found);
     const ids = found.map((b) => b.id).sort((a, b) => a - b);
-    const linked = await inSlices(ids, (slice) =>
-      trx
-        .selectFrom('repository_blobs')
-        .select('blob_id')
-        .where('repository_id', '=', repositoryId)
-        .where('blob_id', 'in', slice)
-        .orderBy('blob_id')
-        .$if(this.ctx.database.postgres, (q) => q.forUpdate())
-        .execute(),
-    );
+    const linked = await inSlices(ids, (slice) => LOCK_LINKS.rows(trx, dialect, slice, repositoryId));
     if (linked.length !== ids.length) {
       const present = new Set(linked.map((l) => l.blob_id));
       requireAll(digests, found.filter((b) => present.has(b.id)));
@@ -220,6 +191,40 @@ function requireAll(wanted: Digest[], found: { digest: string }[]): void {
   const missing = wanted.find((d) => !present.has(d));
   if (missing) throw errors.manifestBlobUnknown(missing);
 }
+
+const BLOB_IDS = prepareList((exec, _pg, digests: string[]) => exec.selectFrom('blobs').select(['id', 'digest']).where('digest', 'in', digests));
+
+const LOCK_LINKS = prepareList((exec, pg, blobIds: number[], repositoryId: number) =>
+  exec
+    .selectFrom('repository_blobs')
+    .select('blob_id')
+    .where('repository_id', '=', repositoryId)
+    .where('blob_id', 'in', blobIds)
+    .orderBy('blob_id')
+    .$if(pg, (q) => q.forUpdate()),
+);
+
+const CHILDREN = prepareList((exec, pg, digests: string[], repositoryId: number) =>
+  exec
+    .selectFrom('manifests')
+    .select(['id', 'digest'])
+    .where('repository_id', '=', repositoryId)
+    .where('digest', 'in', digests)
+    // Blocks only collection and deletes (FOR UPDATE), not a concurrent re-push of a child.
+    .$if(pg, (q) => q.forKeyShare()),
+);
+
+const INSERT_MANIFEST_BLOBS = prepareList((exec, _pg, blobIds: number[], manifestId: number, repositoryId: number) =>
+  exec.insertInto('manifest_blobs').values(blobIds.map((blobId) => ({ manifest_id: manifestId, repository_id: repositoryId, blob_id: blobId }))),
+);
+
+const INSERT_MANIFEST_CHILDREN = prepareList((exec, _pg, childIds: number[], parentId: number) =>
+  exec.insertInto('manifest_children').values(childIds.map((childId) => ({ parent_id: parentId, child_id: childId }))),
+);
+
+const TOUCH_LINKS = prepareList((exec, _pg, blobIds: number[], now: number, repositoryId: number) =>
+  exec.updateTable('repository_blobs').set({ touched_at: now }).where('repository_id', '=', repositoryId).where('blob_id', 'in', blobIds),
+);
 
 const manifestBy = (exec: Executor, repository: string) =>
   exec.selectFrom('manifests as m').innerJoin('repositories as r', 'r.id', 'm.repository_id').where('r.name', '=', repository);

@@ -58,3 +58,32 @@ export class Prepared<A extends unknown[], R> {
 export function prepare<A extends unknown[], R>(build: (exec: Executor, postgres: boolean, ...args: A) => Compilable<R>): Prepared<A, R> {
   return new Prepared(build);
 }
+
+/**
+ * A prepared query whose first argument is a list (an IN list, the rows of an insert): the SQL
+ * text depends on the list's length, so each length is compiled once. Lengths stay within a
+ * slice (batches.ts), which bounds the templates kept.
+ */
+export class PreparedList<T, F extends unknown[], R> {
+  private readonly byLength = new Map<number, Prepared<unknown[], R>>();
+
+  constructor(private readonly build: (exec: Executor, postgres: boolean, list: T[], ...fixed: F) => Compilable<R>) {}
+
+  execute(exec: Executor, dialect: Dialect, list: T[], ...fixed: F): Promise<QueryResult<R>> {
+    const n = list.length;
+    let prepared = this.byLength.get(n);
+    if (!prepared) {
+      prepared = new Prepared<unknown[], R>((e, pg, ...args) => this.build(e, pg, args.slice(0, n) as T[], ...(args.slice(n) as F)));
+      this.byLength.set(n, prepared);
+    }
+    return prepared.execute(exec, dialect, ...list, ...fixed);
+  }
+
+  async rows(exec: Executor, dialect: Dialect, list: T[], ...fixed: F): Promise<R[]> {
+    return (await this.execute(exec, dialect, list, ...fixed)).rows;
+  }
+}
+
+export function prepareList<T, F extends unknown[], R>(build: (exec: Executor, postgres: boolean, list: T[], ...fixed: F) => Compilable<R>): PreparedList<T, F, R> {
+  return new PreparedList(build);
+}

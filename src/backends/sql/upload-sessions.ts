@@ -13,7 +13,7 @@
 import type { ExpressionBuilder } from 'kysely';
 import { errors } from '../../core/errors.js';
 import type { Context } from './context.js';
-import type { Executor } from './database.js';
+import { isNotNullViolation, type Executor } from './database.js';
 import { prepare } from './prepared.js';
 import type { Schema } from './schema.js';
 
@@ -40,8 +40,18 @@ export class Sessions {
     return this.ctx.database.dialect;
   }
 
-  async create(id: string, repositoryId: number, key: string, state: string, now: number, expires: number, inline: boolean): Promise<void> {
-    await INSERT_SESSION.execute(this.db, this.dialect, id, repositoryId, key, state, now, expires, inline ? EMPTY : null);
+  /**
+   * Starts a session in the repository named `repository`, looking its id up in the same
+   * statement; returns that id, or null when no such repository exists.
+   */
+  async create(id: string, repository: string, key: string, state: string, now: number, expires: number, inline: boolean): Promise<number | null> {
+    try {
+      return (await INSERT_SESSION.first(this.db, this.dialect, id, repository, key, state, now, expires, inline ? EMPTY : null))!.repository_id;
+    } catch (err) {
+      // The repository's id came back NULL: there is no such repository.
+      if (isNotNullViolation(err)) return null;
+      throw err;
+    }
   }
 
   async find(id: string, repository: string): Promise<SessionRow | undefined> {
@@ -118,8 +128,20 @@ function leaseFree(now: number) {
 }
 
 const INSERT_SESSION = prepare(
-  (exec, _pg, id: string, repositoryId: number, key: string, state: string, now: number, expires: number, content: Buffer | null) =>
-    exec.insertInto('uploads').values({ id, repository_id: repositoryId, object_key: key, store_state: state, size: 0, created_at: now, expires_at: expires, content }),
+  (exec, _pg, id: string, repository: string, key: string, state: string, now: number, expires: number, content: Buffer | null) =>
+    exec
+      .insertInto('uploads')
+      .values((eb) => ({
+        id,
+        repository_id: eb.selectFrom('repositories').select('repositories.id').where('repositories.name', '=', repository),
+        object_key: key,
+        store_state: state,
+        size: 0,
+        created_at: now,
+        expires_at: expires,
+        content,
+      }))
+      .returning('repository_id'),
 );
 
 const SESSION = prepare((exec, _pg, id: string, repository: string) =>

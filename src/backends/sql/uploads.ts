@@ -14,7 +14,7 @@ import type { AppendOptions, BlobInfo, UploadState, UploadStore } from '../../co
 import type { RepositoryName } from '../../core/names.js';
 import { linkBlob } from './blobs.js';
 import { ensureRepositoryId, type Context } from './context.js';
-import { isForeignKeyViolation, isUniqueViolation } from './database.js';
+import { isUniqueViolation } from './database.js';
 import { Meter } from './meter.js';
 import { enforceQuota } from './policies.js';
 import { prepare } from './prepared.js';
@@ -52,16 +52,13 @@ export class SqlUploadStore implements UploadStore {
     const now = Date.now();
     const expires = now + this.ctx.options.uploadTtlMs;
     const inline = (this.ctx.options.inlineBlobBytes ?? 0) > 0;
-    // Two single statements, no transaction: if the repository is deleted in between, the
-    // insert fails its foreign key and the repository is created again.
+    // One statement when the repository exists; otherwise it is created and the insert tried
+    // again (a repository deleted in between is created once more).
     for (let attempt = 1; ; attempt++) {
-      const repositoryId = await ensureRepositoryId(this.ctx.database.db, this.ctx.database.dialect, this.repository);
-      try {
-        await this.sessions.create(id, repositoryId, key, state, now, expires, inline);
-        return { id, repository_id: repositoryId, object_key: key, store_state: state, size: 0, expires_at: expires, inline };
-      } catch (err) {
-        if (attempt >= 3 || !isForeignKeyViolation(err)) throw err;
-      }
+      const repositoryId = await this.sessions.create(id, this.repository, key, state, now, expires, inline);
+      if (repositoryId !== null) return { id, repository_id: repositoryId, object_key: key, store_state: state, size: 0, expires_at: expires, inline };
+      if (attempt >= 3) throw new Error(`repository ${this.repository} was deleted while an upload started, ${attempt} times`);
+      await ensureRepositoryId(this.ctx.database.db, this.ctx.database.dialect, this.repository);
     }
   }
 
