@@ -8,13 +8,13 @@
  *   npm run bench:workers [-- --rounds N] [--workers 1,2] [--engines sqlite,pg] [--quick]
  *                          [--pg-url postgres://postgres@127.0.0.1:5432/postgres]
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { cpuSeconds } from './cpu.js';
+import { createDatabase, dropDatabase, PG_URL } from './databases.js';
 import { median, settingsFor, smallImages, smallPushes } from './figures.js';
 import { Client } from './http.js';
 import { defaultLoadTool, runLoad } from './load.js';
@@ -34,7 +34,7 @@ const { values } = parseArgs({
 const rounds = Number(values.rounds ?? 3);
 const counts = (values.workers ?? '1,2').split(',').map(Number);
 const engines = (values.engines ?? 'sqlite,pg').split(',') as ('sqlite' | 'pg')[];
-const pgUrl = values['pg-url'] ?? process.env.PORTFOLIO_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const pgUrl = values['pg-url'] ?? PG_URL;
 const cli = resolve(import.meta.dirname, '../../bin/portfolio.js');
 const log = (msg: string) => process.stderr.write(`[bench:workers] ${msg}\n`);
 
@@ -64,30 +64,6 @@ function cpuBetween(before: Map<number, number>, after: Map<number, number>): nu
   let sum = 0;
   for (const [pid, cpu] of after) sum += cpu - (before.get(pid) ?? 0);
   return sum;
-}
-
-async function createDatabase(): Promise<string> {
-  const name = `portfolio_bench_${randomUUID().replaceAll('-', '')}`;
-  const client = new pg.Client({ connectionString: pgUrl });
-  await client.connect();
-  try {
-    await client.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await client.end();
-  }
-  const url = new URL(pgUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-async function dropDatabase(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: pgUrl });
-  await client.connect();
-  try {
-    await client.query(`DROP DATABASE IF EXISTS ${new URL(url).pathname.slice(1)} WITH (FORCE)`);
-  } finally {
-    await client.end();
-  }
 }
 
 /** Until the scrape counts every worker (the primary answers `ready` only once each listens). */
@@ -120,7 +96,7 @@ async function measure(engine: 'sqlite' | 'pg', workers: number, dir: string): P
   // Each worker warms up (JIT, caches) on its share of the warm-up load only: give it as long as it takes one process.
   s.warmupS = 3;
   const dataDir = join(dir, `${engine}-${workers}-${randomBytes(3).toString('hex')}`);
-  const databaseUrl = engine === 'pg' ? await createDatabase() : undefined;
+  const databaseUrl = engine === 'pg' ? await createDatabase(pgUrl) : undefined;
   const server = await startPortfolio({
     cli,
     dataDir,
@@ -154,7 +130,7 @@ async function measure(engine: 'sqlite' | 'pg', workers: number, dir: string): P
     raw.close();
     await server.stop();
     await rm(dataDir, { recursive: true, force: true });
-    if (databaseUrl) await dropDatabase(databaseUrl).catch(() => {});
+    if (databaseUrl) await dropDatabase(databaseUrl, pgUrl).catch(() => {});
     await syncDisks();
   }
 }
