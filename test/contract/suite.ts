@@ -347,6 +347,24 @@ export function contractSuite(inlineBlobBytes: number): void {
       await rejectsWith(r.manifests.put(parseReference('i'), idx.manifest, parseManifest(idx.manifest, idx.mediaType)), 400, 'MANIFEST_BLOB_UNKNOWN');
     });
 
+    test('a manifest of more blobs than one statement binds: stored whole, or refused for the one blob missing', async () => {
+      const r = repo();
+      // 1,201 layers: three slices of the backend's IN lists and multi-row inserts.
+      const layers = Array.from({ length: 1201 }, (_, i) => blob(`layer ${i} ${randomBytes(4).toString('hex')}`));
+      const missing = layers[700]!;
+      const img = image({ layers });
+      await upload(r, img.config.bytes);
+      for (const l of layers) if (l !== missing) await upload(r, l.bytes);
+      await rejectsWith(r.manifests.put(parseReference('big'), img.manifest, parseManifest(img.manifest, img.mediaType)), 400, 'MANIFEST_BLOB_UNKNOWN');
+      assert.equal(await r.manifests.head(parseReference('big')), null);
+      await upload(r, missing.bytes);
+      await r.manifests.put(parseReference('big'), img.manifest, parseManifest(img.manifest, img.mediaType));
+      assert.deepEqual((await r.manifests.get(parseReference('big')))?.bytes, img.manifest);
+      // Every layer is now referenced: none can be deleted from the repository.
+      await rejectsWith(r.blobs.delete(d(layers[1200]!.digest)), 409, 'BLOB_REFERENCED');
+      await rejectsWith(r.blobs.delete(d(missing.digest)), 409, 'BLOB_REFERENCED');
+    });
+
     test('index children cannot be deleted while the index exists; deleting by digest removes tags', async () => {
       const r = repo();
       const a = image();

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,6 +14,7 @@ import { ENGINE, runCli, startRegistry, type RunningRegistry } from '../helpers/
 import { assertServerLogClean, expectStatus, http, type Res } from '../http/util.js';
 
 const KiB = 1024;
+const MiB = 1024 * KiB;
 
 interface QuotaUsage {
   scope: string;
@@ -76,7 +78,7 @@ describe('quotas', { timeout: 120_000 }, () => {
     expectStatus(await http(`${base}/v2/team-a/three/blobs/uploads/?mount=${one.digest}&from=team-a/one`, { method: 'POST' }), 201);
     expectStatus(await pushBlob(base, 'team-a/one', two), 201);
     assert.deepEqual(await quotas(base), [{ scope: 'team-a/**', used: 8 * KiB, limit: 10 * KiB }]);
-    // Refused at its start: the declared length exceeds what is left.
+    // Refused when it commits: it does not fit in what is left.
     deniedForQuota(await pushBlob(base, 'team-a/two', three), 'quota exceeded for team-a/**: 8 KiB of 10 KiB used, this push needs 4 KiB');
     // Outside the scope nothing counts.
     expectStatus(await pushBlob(base, 'team-b/x', three), 201);
@@ -86,6 +88,27 @@ describe('quotas', { timeout: 120_000 }, () => {
     assert.equal((await quotas(base))[0]!.used, 4 * KiB);
     expectStatus(await http(`${base}/v2/team-a/one/blobs/${one.digest}`, { method: 'DELETE' }), 202);
     assert.equal((await quotas(base))[0]!.used, 4 * KiB, 'still linked in team-a/two and team-a/three');
+  });
+
+  it('refuses a large upload at its start, before its bytes are sent', async () => {
+    // The declared length alone exceeds the quota: the answer comes while the client still holds
+    // the whole body back. A server that waited for the body would never answer.
+    const url = new URL(`${base}/v2/team-a/large/blobs/uploads/?digest=sha256:${'0'.repeat(64)}`);
+    const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = request(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': String(MiB) } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode!, text }));
+      });
+      req.on('error', reject);
+      req.setTimeout(20_000, () => req.destroy(new Error('no answer before the body was sent')));
+      req.flushHeaders();
+    });
+    assert.equal(answer.status, 403, answer.text);
+    const error = (JSON.parse(answer.text) as { errors: { code: string; message: string }[] }).errors[0]!;
+    assert.equal(error.code, 'DENIED');
+    assert.equal(error.message, `quota exceeded for team-a/**: ${(await quotas(base))[0]!.used / KiB} KiB of 10 KiB used, this push needs 1 MiB`);
   });
 
   it('checks again when the upload commits: of two staged uploads that fit alone, only one commits', async () => {

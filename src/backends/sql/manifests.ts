@@ -6,7 +6,7 @@ import type { Descriptor, ParsedManifest } from '../../core/manifest.js';
 import { referenceString, type Reference, type RepositoryName } from '../../core/names.js';
 import { ensureRepositoryId, type Context } from './context.js';
 import type { Executor } from './database.js';
-import { inSlices, slices } from './batches.js';
+import { BATCH_SIZE, inSlices, slices } from './batches.js';
 import { prepare, prepareList, type Prepared } from './prepared.js';
 import { immutableRule, refuseImmutableManifestDelete } from './policies.js';
 import { tagImmutable } from '../../core/policies.js';
@@ -109,6 +109,12 @@ export class SqlManifestStore implements ManifestStore {
   private async lockLinks(trx: Executor, repositoryId: number, digests: Digest[]): Promise<number[]> {
     if (digests.length === 0) return [];
     const { dialect } = this.ctx.database;
+    if (digests.length <= BATCH_SIZE) {
+      // One slice: found and locked by one statement, in blob-id order.
+      const linked = await LINKED_BLOBS.rows(trx, dialect, digests, repositoryId);
+      requireAll(digests, linked);
+      return linked.map((b) => b.id);
+    }
     const found = await inSlices(digests, (slice) => BLOB_IDS.rows(trx, dialect, slice));
     requireAll(digests, found);
     const ids = found.map((b) => b.id).sort((a, b) => a - b);
@@ -193,6 +199,17 @@ function requireAll(wanted: Digest[], found: { digest: string }[]): void {
 }
 
 const BLOB_IDS = prepareList((exec, _pg, digests: string[]) => exec.selectFrom('blobs').select(['id', 'digest']).where('digest', 'in', digests));
+
+const LINKED_BLOBS = prepareList((exec, pg, digests: string[], repositoryId: number) =>
+  exec
+    .selectFrom('blobs as b')
+    .innerJoin('repository_blobs as rb', 'rb.blob_id', 'b.id')
+    .select(['b.id', 'b.digest'])
+    .where('rb.repository_id', '=', repositoryId)
+    .where('b.digest', 'in', digests)
+    .orderBy('b.id')
+    .$if(pg, (q) => q.forUpdate('rb')),
+);
 
 const LOCK_LINKS = prepareList((exec, pg, blobIds: number[], repositoryId: number) =>
   exec

@@ -35,12 +35,19 @@ function chunkOptions(ctx: RequestContext): AppendOptions {
 }
 
 /**
+ * Below this declared length a body is received without the early quota check: small bodies
+ * (a push's configs and small layers) cost little to receive even when the commit refuses them,
+ * and the check would cost every one of them a read of the rules.
+ */
+const QUOTA_PRECHECK_MIN_BYTES = 64 * 1024;
+
+/**
  * Fails fast: a body whose declared length already exceeds what the repository's tightest quota
  * has left is refused before its bytes are read. The commit checks again, atomically.
  */
 async function refuseOverQuota(ctx: RequestContext, start = 0): Promise<void> {
   const length = contentLength(ctx.req);
-  if (!ctx.options.policies || length === undefined || length === 0) return;
+  if (!ctx.options.policies || length === undefined || length < QUOTA_PRECHECK_MIN_BYTES) return;
   const room = await ctx.options.policies.quotaRoom(ctx.name);
   if (room && start + length > room.limit - room.used) throw quotaExceeded(room, start + length);
 }
