@@ -375,6 +375,13 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.dropTable('cache_pulls').execute();
       },
     },
+    '0011_links_without_touch_index': {
+      async up(db: Kysely<unknown>) {
+        // Collection reads links by key range and filters on touched_at there; no query seeks by
+        // the time alone. The index only cost every link and every touch a page write.
+        await db.schema.dropIndex('repository_blobs_touched').ifExists().execute();
+      },
+    },
   };
 }
 
