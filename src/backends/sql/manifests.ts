@@ -72,9 +72,8 @@ export class SqlManifestStore implements ManifestStore {
         const annotations = manifest.annotations ? JSON.stringify(manifest.annotations) : null;
         const inserted = await INSERT_MANIFEST.first(trx, dialect, repositoryId, digest, manifest.mediaType, manifest.artifactType, manifest.subject, annotations, bytes.length, bytes, now);
         manifestId = inserted!.id;
-        const id = manifestId;
-        for (const slice of slices(blobs)) await INSERT_MANIFEST_BLOBS.execute(trx, dialect, slice, id, repositoryId);
-        for (const slice of slices(children)) await INSERT_MANIFEST_CHILDREN.execute(trx, dialect, slice.map((c) => c.id), id);
+        for (const slice of slices(blobs)) await INSERT_MANIFEST_BLOBS.execute(trx, dialect, slice, manifestId, repositoryId);
+        for (const slice of slices(children)) await INSERT_MANIFEST_CHILDREN.execute(trx, dialect, slice.map((c) => c.id), manifestId);
       }
       // A reference restarts the garbage-collection grace period of the links it uses.
       for (const slice of slices(blobs)) await TOUCH_LINKS.execute(trx, dialect, slice, now, repositoryId);

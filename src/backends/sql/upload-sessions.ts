@@ -13,7 +13,7 @@
 import type { ExpressionBuilder } from 'kysely';
 import { errors } from '../../core/errors.js';
 import type { Context } from './context.js';
-import { isNotNullViolation, type Executor } from './database.js';
+import { isForeignKeyViolation, isNotNullViolation, type Executor } from './database.js';
 import { prepare } from './prepared.js';
 import type { Schema } from './schema.js';
 
@@ -48,8 +48,9 @@ export class Sessions {
     try {
       return (await INSERT_SESSION.first(this.db, this.dialect, id, repository, key, state, now, expires, inline ? EMPTY : null))!.repository_id;
     } catch (err) {
-      // The repository's id came back NULL: there is no such repository.
-      if (isNotNullViolation(err)) return null;
+      // The repository's id came back NULL (there is no such repository), or the repository
+      // was deleted between the lookup and the foreign-key check.
+      if (isNotNullViolation(err) || isForeignKeyViolation(err)) return null;
       throw err;
     }
   }
