@@ -2,7 +2,8 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 
-export const PG_URL = process.env.PORTFOLIO_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+/** The server the benches create their databases on (through its `postgres` database). */
+export const PG_URL = process.env.PORTFOLIO_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 /** Creates an empty database on the server of `admin`; returns its URL. */
 export async function createDatabase(admin = PG_URL): Promise<string> {

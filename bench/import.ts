@@ -19,6 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs, promisify } from 'node:util';
 import { createGzip } from 'node:zlib';
 import { MiB, SeededBlob, sha256 } from './data.js';
+import { createDatabase, dropDatabase } from './databases.js';
 import { startPortfolio, syncDisks, type Registry } from './servers.js';
 
 const run = promisify(execFile);
@@ -38,19 +39,11 @@ const S3_ENV: Record<string, string> = pgS3
     }
   : {};
 
-/** Engine flags for a run's own, empty stores. */
-async function freshStores(): Promise<string[]> {
-  if (!pgS3) return [];
-  const { default: pg } = await import('pg');
-  const base = process.env.PORTFOLIO_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-  const name = `portfolio_bench_${randomUUID().replaceAll('-', '')}`;
-  const client = new pg.Client({ connectionString: base });
-  await client.connect();
-  await client.query(`create database ${name}`);
-  await client.end();
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  return ['--database-url', url.toString(), '--storage', `s3://portfolio-test/bench-${randomUUID()}`];
+/** Engine flags for a run's own, empty stores, and the database to drop after it. */
+async function freshStores(): Promise<{ args: string[]; databaseUrl?: string }> {
+  if (!pgS3) return { args: [] };
+  const databaseUrl = await createDatabase();
+  return { args: ['--database-url', databaseUrl, '--storage', `s3://portfolio-test/bench-${randomUUID()}`], databaseUrl };
 }
 const cli = resolve(import.meta.dirname, '../../bin/portfolio.js');
 
@@ -112,7 +105,7 @@ try {
   for (let r = 0; r < rounds; r++) {
     for (const how of ['import', 'skopeo'] as const) {
       const dataDir = join(dir, `${how}-${r}`);
-      const extraArgs = await freshStores();
+      const { args: extraArgs, databaseUrl } = await freshStores();
       const server = await startPortfolio({ cli, dataDir, extraArgs, extraEnv: S3_ENV });
       servers.push(server);
       const host = new URL(server.url).host;
@@ -124,6 +117,7 @@ try {
       results[how].push(seconds);
       await server.stop();
       await rm(dataDir, { recursive: true, force: true });
+      if (databaseUrl) await dropDatabase(databaseUrl);
     }
   }
   const best = (xs: number[]) => Math.min(...xs);

@@ -20,6 +20,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import Sqlite from 'better-sqlite3';
 import pg from 'pg';
+import { createDatabase, dropDatabase } from './databases.js';
 import { sha256, Rng } from './data.js';
 import { Client, expect, header } from './http.js';
 import { defaultLoadTool, runLoad } from './load.js';
@@ -54,7 +55,6 @@ const engines = (values.engines ?? 'sqlite,pg').split(',') as ('sqlite' | 'pg')[
 const garbage = Number(values.garbage ?? (quick ? 10_000 : 100_000));
 const samples = quick ? 30 : 100;
 const loadSeconds = quick ? 3 : 5;
-const PG_URL = process.env.PORTFOLIO_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const cli = resolve(import.meta.dirname, '../../bin/portfolio.js');
 const run = promisify(execFile);
 
@@ -162,18 +162,7 @@ function record(f: Figures, name: string, r: { ms: number; cpuUs: number }): voi
 
 async function measure(engine: 'sqlite' | 'pg', size: Size): Promise<Figures> {
   const dir = await mkdtemp(join(tmpdir(), `portfolio-scale-${engine}-${size.name}-`));
-  let dbName: string | undefined;
-  let url: string | undefined;
-  if (engine === 'pg') {
-    dbName = `portfolio_scale_${randomUUID().replaceAll('-', '')}`;
-    const admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    await admin.query(`create database ${dbName}`);
-    await admin.end();
-    const u = new URL(PG_URL);
-    u.pathname = `/${dbName}`;
-    url = u.toString();
-  }
+  const url = engine === 'pg' ? await createDatabase() : undefined;
   const engineArgs = ['--data-dir', dir, ...(url ? ['--database-url', url] : [])];
   const f: Figures = {};
   const log = (what: string) => console.error(`[${engine} ${size.name}] ${what}`);
@@ -305,12 +294,7 @@ async function measure(engine: 'sqlite' | 'pg', size: Size): Promise<Figures> {
     return f;
   } finally {
     await rm(dir, { recursive: true, force: true });
-    if (dbName) {
-      const admin = new pg.Client({ connectionString: PG_URL });
-      await admin.connect();
-      await admin.query(`drop database if exists ${dbName} with (force)`);
-      await admin.end();
-    }
+    if (url) await dropDatabase(url);
   }
 }
 
