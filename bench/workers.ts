@@ -108,8 +108,9 @@ async function measure(engine: 'sqlite' | 'pg', workers: number, dir: string): P
     await allListening(server, workers);
     const seed = randomBytes(4).readUInt32LE(0);
     const prefix = `bench-${seed.toString(16)}`;
-    // Pushes: warm-up, then the timed ones.
-    await smallPushes(raw, s, `${prefix}/warmup`, smallImages(s.warmupImages, seed));
+    // Pushes: warm-up, then the timed ones. Every worker gets as many warm-up pushes as a single
+    // process does: its push path is optimized only after ~1,000 of its own.
+    await smallPushes(raw, s, `${prefix}/warmup`, smallImages(s.warmupImages * workers, seed));
     const waits0 = await busyWaits(server);
     let cpu0 = await serverCpu(server.pid!);
     const pushed = await smallPushes(raw, s, prefix, smallImages(s.images, seed + 1));
