@@ -214,6 +214,15 @@ export async function startDistribution(dir: string, opts: DistributionOptions):
   return ready('distribution', child, port);
 }
 
+/** The floor registry (bench/floor-registry.ts) on a free port, its files under `dir`. */
+export async function startFloorRegistry(dir: string, env: Record<string, string> = {}): Promise<Registry> {
+  await mkdir(dir, { recursive: true });
+  const port = await freePort();
+  const script = join(import.meta.dirname, 'floor-registry.js');
+  const child = spawn(process.execPath, [script, String(port), dir], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return ready('floor', child, port);
+}
+
 export async function externalRegistry(url: string): Promise<Registry> {
   await waitReady(url, undefined, () => '', 10_000);
   const unknown = async () => undefined;
