@@ -13,7 +13,7 @@
  *   npm run bench:floor [-- --rounds N] [--quick] [--scale-out]
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -56,10 +56,10 @@ interface Round {
 
 type Kind = 'floor' | 'portfolio';
 
-async function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): Promise<number> {
-  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(await readFile(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no ${field} for ${pid}`);
-  return Number(m[1]) / 1024;
+/** A figure of /proc/<pid>/status the server has (it runs as a child of this process). */
+function known(value: number | undefined, what: string): number {
+  if (value === undefined) throw new Error(`no ${what} for the server`);
+  return value;
 }
 
 /** Starts one server: on local files, or on the run's S3 bucket (and, for Portfolio, a fresh database). */
@@ -90,7 +90,7 @@ async function measure(kind: Kind, s: Settings, dir: string, seed: number, scale
   const cpu = new CpuMeter([pid]);
   const prefix = `floor-${seed.toString(16)}`;
   try {
-    const idleRss = await statusMiB(pid, 'VmRSS');
+    const idleRss = known(await server.rssMiB(), 'RSS');
     const blob = new SeededBlob(s.blobSize, seed);
     const mb = s.blobSize / 1e6;
     const upload = await uploadMonolithic(client, `${prefix}/big`, blob, cpu);
@@ -98,14 +98,14 @@ async function measure(kind: Kind, s: Settings, dir: string, seed: number, scale
     await syncDisks();
     const down = await download(client, `${prefix}/big`, blob, s.downloads, s.downloadTool, cpu);
     const downloadCpu = (cpu.seconds! * 1000) / (mb * s.downloads);
-    const transferRss = await statusMiB(pid, 'VmHWM');
+    const transferRss = known(await server.peakRssMiB(), 'peak RSS');
     await pushImage(client, `${prefix}/manifest`, 'latest', makeImage(new Rng(seed + 1)));
     const got = await manifestLoad(client, s, `${prefix}/manifest`, 'latest', 'GET', s.loadTool, cpu);
     const getCpu = (cpu.seconds! * 1e6) / got.requests;
     await smallPushes(raw, s, `${prefix}/warmup`, smallImages(s.warmupImages, seed + 2));
     const pushed = await smallPushes(raw, s, prefix, smallImages(s.images, seed + 3), cpu);
     const pushCpu = (cpu.seconds! * 1000) / s.images;
-    const peakRss = await statusMiB(pid, 'VmHWM');
+    const peakRss = known(await server.peakRssMiB(), 'peak RSS');
     return { idleRss, transferRss, peakRss, upload, uploadCpu, download: down.value, downloadCpu, get: got.rps, getCpu, push: pushed.value, pushCpu };
   } finally {
     client.close();
