@@ -3,6 +3,7 @@
 // reachable: sqlite-fs always; pg-fs when PostgreSQL answers; pg-s3 when S3 answers too.
 // PORTFOLIO_TEST_ENGINES=sqlite-fs,pg-fs narrows the list; CI=true requires all of them.
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -40,6 +41,8 @@ const engineFree = (f) => /\/(unit|layers|objects|cli)\//.test(f);
 // Suites that exercise the metadata engine and not the object store: on PostgreSQL + S3 they would
 // repeat their PostgreSQL + files run.
 const metadataOnly = (f) => /\/(auth|events|health|metrics|tls|policies|ui|workers)\//.test(f);
+// Databases and S3 prefixes the suites create carry this run's mark and are removed at the end.
+const run = randomBytes(4).toString('hex');
 let failed = false;
 const ran = [];
 for (const engine of wanted) {
@@ -57,10 +60,20 @@ for (const engine of wanted) {
   console.log(`\n=== engine ${engine}: ${suite.length} test files ===`);
   const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...suite], {
     stdio: 'inherit',
-    env: { ...process.env, PORTFOLIO_TEST_ENGINE: engine },
+    env: { ...process.env, PORTFOLIO_TEST_ENGINE: engine, PORTFOLIO_TEST_RUN: run },
   });
   ran.push(`${engine}: ${result.status === 0 ? 'passed' : 'FAILED'}`);
   if (result.status !== 0) failed = true;
 }
 console.log(`\nengines: ${ran.join('; ')}`);
+// Suites of any engine may create them (a backup restored into PostgreSQL + S3, say).
+if (available['pg-fs']) {
+  const { removeRunStores } = await import(join(dist, 'helpers/run-stores.js'));
+  try {
+    const removed = await removeRunStores(run, { s3: available['pg-s3'] });
+    console.log(`test run ${run}: removed ${removed.databases} databases and ${removed.objects} S3 objects`);
+  } catch (err) {
+    console.log(`test run ${run}: could not remove its databases and S3 objects: ${err.message}`);
+  }
+}
 process.exit(failed ? 1 : 0);

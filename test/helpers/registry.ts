@@ -16,6 +16,15 @@ export type Engine = 'sqlite-fs' | 'pg-fs' | 'pg-s3';
 export const ENGINE: Engine = (process.env.PORTFOLIO_TEST_ENGINE as Engine | undefined) ?? 'sqlite-fs';
 export const PG_URL = process.env.PORTFOLIO_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const S3_BUCKET = process.env.PORTFOLIO_TEST_S3_BUCKET ?? 'portfolio-test';
+/**
+ * This run's mark on the databases and S3 prefixes its tests create, so that the runner
+ * (scripts/run-tests.mjs, which sets it) removes them afterwards (helpers/run-stores.ts).
+ */
+export const RUN = process.env.PORTFOLIO_TEST_RUN ?? 'manual';
+/** Database names of run RUN start with this. */
+export const databasePrefix = (run: string) => `portfolio_test_${run}_`;
+/** S3 prefixes of run RUN start with this. */
+export const s3Prefix = (run: string) => `run-${run}/`;
 
 export interface RunningRegistry {
   url: string;
@@ -40,14 +49,19 @@ export interface StartOptions {
 export async function freshEngine(dataDir: string): Promise<string[]> {
   const args = ['--data-dir', dataDir];
   if (ENGINE === 'pg-fs' || ENGINE === 'pg-s3') args.push('--database-url', await createDatabase());
-  if (ENGINE === 'pg-s3') args.push('--storage', `s3://${S3_BUCKET}/${randomUUID()}`);
+  if (ENGINE === 'pg-s3') args.push('--storage', freshS3Storage());
   return args;
+}
+
+/** A new, empty S3 location for one test's stores. */
+export function freshS3Storage(): string {
+  return `s3://${S3_BUCKET}/${s3Prefix(RUN)}${randomUUID()}`;
 }
 
 /** A new, empty PostgreSQL database on the test server; its URL. */
 export async function createDatabase(): Promise<string> {
   const { default: pg } = await import('pg');
-  const name = `portfolio_test_${randomUUID().replaceAll('-', '')}`;
+  const name = `${databasePrefix(RUN)}${randomUUID().replaceAll('-', '')}`;
   const client = new pg.Client({ connectionString: PG_URL });
   await client.connect();
   try {
@@ -106,9 +120,13 @@ export async function startRegistry(options: StartOptions = {}): Promise<Running
   };
 }
 
-/** S3 credentials for the test server (Ceph RGW started by scripts/s3-server.sh). */
+/** The S3 environment a test server needs: the test S3 server's, on pg-s3; none otherwise. */
 export function s3Env(): Record<string, string> {
-  if (ENGINE !== 'pg-s3') return {};
+  return ENGINE === 'pg-s3' ? s3Service() : {};
+}
+
+/** The test S3 server and its credentials, as the SDK's environment. */
+export function s3Service(): Record<string, string> {
   return {
     AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID ?? 'testkey',
     AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY ?? 'testsecret',

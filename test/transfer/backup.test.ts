@@ -6,12 +6,12 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDatabase, runCli, S3_BUCKET, startRegistry, type RunningRegistry } from '../helpers/registry.js';
+import { createDatabase, freshS3Storage, runCli, startRegistry, type RunningRegistry } from '../helpers/registry.js';
 import { blob, image, pushImage, type Image } from '../helpers/oci.js';
 import { engineFlag } from '../helpers/stores.js';
 import SqliteDatabase from 'better-sqlite3';
@@ -96,7 +96,7 @@ describe('backup while serving, restore into either engine', () => {
     assert.equal(backup.code, 0, backup.stderr);
     assert.ok(during > before.length, 'the push loop ran while the backup did');
 
-    const pgS3 = ['--data-dir', join(work, 'pg-s3'), '--database-url', await createDatabase(), '--storage', `s3://${S3_BUCKET}/${randomUUID()}`];
+    const pgS3 = ['--data-dir', join(work, 'pg-s3'), '--database-url', await createDatabase(), '--storage', freshS3Storage()];
     const restored = await runCli(['restore', join(work, 'one'), ...pgS3], S3_ENV);
     assert.equal(restored.code, 0, restored.stderr);
     const fsck = await runCli(['fsck', '--full', ...pgS3], S3_ENV);
