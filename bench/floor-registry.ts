@@ -28,11 +28,6 @@ await mkdir(join(dir, 'blobs'), { recursive: true });
 /** Bodies up to this size are taken whole into memory, as Portfolio takes them into its database. */
 const INLINE_BYTES = 64 * 1024;
 
-interface Upload {
-  repo: string;
-  hash: Hash;
-  size: number;
-}
 interface Manifest {
   bytes: Buffer;
   type: string;
@@ -48,7 +43,8 @@ interface BlobStore {
   send(digest: string, res: ServerResponse): Promise<void>;
 }
 
-const uploads = new Map<string, Upload>();
+/** Open sessions: each one's running digest. */
+const uploads = new Map<string, Hash>();
 /** Small blobs, by digest. */
 const inline = new Map<string, Buffer>();
 /** By `repo:tag` and `repo@digest`. */
@@ -141,29 +137,29 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
     const [, repo, id] = m as unknown as [string, string, string];
     if (req.method === 'POST') {
       const newId = randomUUID();
-      uploads.set(newId, { repo, hash: createHash('sha256'), size: 0 });
+      uploads.set(newId, createHash('sha256'));
       req.resume();
       return send(res, 202, { Location: `/v2/${repo}/blobs/uploads/${newId}`, Range: '0-0' });
     }
-    const upload = uploads.get(id);
+    const hash = uploads.get(id);
     // Monolithic uploads only: the bench's figures need no PATCH.
-    if (!upload || req.method !== 'PUT') return send(res, 404);
+    if (!hash || req.method !== 'PUT') return send(res, 404);
     uploads.delete(id);
     const length = Number(req.headers['content-length'] ?? NaN);
     let small: Buffer | undefined;
     if (length <= INLINE_BYTES) {
       small = await readBody(req);
-      upload.hash.update(small);
+      hash.update(small);
     } else {
       const hashing = new Transform({
         transform(chunk: Buffer, _encoding, done) {
-          upload.hash.update(chunk);
+          hash.update(chunk);
           done(null, chunk);
         },
       });
       await Promise.all([pipeline(req, hashing), store.receive(hashing, id, length)]);
     }
-    const digest = `sha256:${upload.hash.digest('hex')}`;
+    const digest = `sha256:${hash.digest('hex')}`;
     if (digest !== url.searchParams.get('digest')) return send(res, 400);
     if (small) inline.set(digest, small);
     else await store.commit(id, digest);
