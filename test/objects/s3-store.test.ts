@@ -8,7 +8,7 @@ import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import net from 'node:net';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { AbortMultipartUploadCommand, DeleteObjectsCommand, ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
   createS3ObjectStore,
@@ -378,6 +378,78 @@ s3test('abort removes every object of the upload', async () => {
   );
   assert.deepEqual(await multipartUploads(`${RUN}/`), []);
   await store.abortUpload(upload.key, upload.state);
+});
+
+/** A complete object of `data` at a new key. */
+async function stored(name: string, data: Buffer): Promise<string> {
+  const upload = await begin(name);
+  if (data.length > 0) await append(upload, data);
+  await store.completeUpload(upload.key, upload.state, upload.size);
+  return upload.key;
+}
+
+/**
+ * A sink that takes its time, and reads each chunk only when it is about to acknowledge it: a
+ * buffer reused before its write was acknowledged shows up as wrong bytes.
+ */
+function slowSink(): { sink: Writable; bytes: () => Buffer } {
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    highWaterMark: 64 * KiB,
+    write(chunk: Buffer, _encoding, done) {
+      setTimeout(() => {
+        chunks.push(Buffer.from(chunk));
+        done();
+      }, 1);
+    },
+  });
+  return { sink, bytes: () => Buffer.concat(chunks) };
+}
+
+s3test('reads over a plain socket: whole, ranged and empty objects, streamed or sent to a slow sink', async () => {
+  const data = randomBytes(3 * MiB + 1);
+  const key = await stored('direct', data);
+  const whole = await store.read(key);
+  assert.equal(typeof whole.sendTo, 'function', 'an http:// endpoint is read over a plain socket, not through the SDK');
+  assert.ok((await collect(whole)).equals(data), 'streamed');
+
+  const sent = slowSink();
+  await (await store.read(key)).sendTo!(sent.sink);
+  assert.ok(sent.sink.writableFinished, 'the sink was ended');
+  assert.ok(sent.bytes().equals(data), 'sent through reused buffers, none overwritten while a write held it');
+
+  for (const [start, end] of [
+    [0, 0],
+    [1, 256 * KiB],
+    [MiB - 7, 2 * MiB + 7],
+    [data.length - 1, data.length - 1],
+  ] as const) {
+    assert.ok((await collect(await store.read(key, { start, end }))).equals(data.subarray(start, end + 1)), `streamed range ${start}-${end}`);
+    const part = slowSink();
+    await (await store.read(key, { start, end })).sendTo!(part.sink);
+    assert.ok(part.bytes().equals(data.subarray(start, end + 1)), `sent range ${start}-${end}`);
+  }
+
+  const empty = await stored('direct-empty', Buffer.alloc(0));
+  assert.equal((await collect(await store.read(empty))).length, 0);
+  const none = slowSink();
+  await (await store.read(empty)).sendTo!(none.sink);
+  assert.ok(none.sink.writableFinished && none.bytes().length === 0);
+});
+
+s3test('a direct read whose client goes away rejects; the next read gets the whole object', async () => {
+  const key = await stored('direct-gone', randomBytes(4 * MiB));
+  let written = 0;
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      written += chunk.length;
+      if (written > MiB) this.destroy();
+      else setImmediate(done);
+    },
+  });
+  await assert.rejects((await store.read(key)).sendTo!(sink), (err: NodeJS.ErrnoException) => err.code === 'ERR_STREAM_PREMATURE_CLOSE');
+  // The object is still whole for the next reader.
+  assert.equal((await collect(await store.read(key))).length, 4 * MiB);
 });
 
 s3test('list, stat and delete use the caller keys and hide staging objects', async () => {

@@ -73,9 +73,10 @@ import {
   type CompletedPart,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import type { ByteRange } from '../../core/interfaces.js';
+import type { BlobStream, ByteRange } from '../../core/interfaces.js';
 import type { ObjectInfo, ObjectStore } from './object-store.js';
 import { PartBuffer, PartPool } from './part-buffer.js';
+import { directRead } from './s3-direct-read.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -93,6 +94,8 @@ const STAGING = '.staging/';
 const MARKER = 'portfolio-upload';
 /** Part buffers kept for reuse by later appends (allocating 8 MiB per append costs GC time). */
 const SPARE_BUFFERS = 2;
+/** A direct read's presigned URL is used at once; this only covers a slow connect. */
+const DIRECT_READ_URL_SECONDS = 60;
 
 export interface S3ObjectStoreOptions {
   /** Bytes buffered and sent per multipart part (default 8 MiB; at least 5 MiB). */
@@ -101,6 +104,11 @@ export interface S3ObjectStoreOptions {
   client?: S3ClientConfig;
   /** Parts per multipart upload before an append goes on in a new object (tests; default 10,000). */
   maxParts?: number;
+  /**
+   * Read objects over a plain socket (s3-direct-read.ts) rather than through the SDK. Only for
+   * `http://` endpoints; createS3ObjectStore turns it on for those.
+   */
+  directReads?: boolean;
 }
 
 /** One stored piece of an upload: staging nonce ("" = the upload's own key) and size. */
@@ -120,6 +128,7 @@ export class S3ObjectStore implements ObjectStore {
   private readonly partSize: number;
   private readonly maxParts: number;
   private readonly pool: PartPool;
+  private readonly directReads: boolean;
 
   constructor(
     private readonly client: S3Client,
@@ -131,6 +140,7 @@ export class S3ObjectStore implements ObjectStore {
     this.description = `s3://${bucket}${prefix ? `/${prefix}` : ''}`;
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
     this.maxParts = Math.min(MAX_PARTS, Math.max(1, options.maxParts ?? MAX_PARTS));
+    this.directReads = options.directReads ?? false;
     if (!Number.isInteger(this.partSize) || this.partSize < MIN_PART || this.partSize > 1024 * MiB) {
       throw new Error(`S3 part size must be an integer between 5 MiB and 1 GiB, not ${this.partSize}`);
     }
@@ -165,7 +175,12 @@ export class S3ObjectStore implements ObjectStore {
 
   // ---- objects -----------------------------------------------------------------------------
 
-  async read(key: string, range?: ByteRange): Promise<Readable> {
+  async read(key: string, range?: ByteRange): Promise<BlobStream> {
+    if (this.directReads) {
+      const url = new URL(await this.presignRead(key, DIRECT_READ_URL_SECONDS));
+      const body = url.protocol === 'http:' ? await directRead(url, range) : null;
+      if (body) return body;
+    }
     return this.get(this.full(key), range);
   }
 
@@ -828,7 +843,8 @@ export async function createS3ObjectStore(url: string, options: S3ObjectStoreOpt
     }
     throw new Error(`cannot reach S3 bucket "${location.bucket}" (${where(location, config)}): ${describe(err)}`);
   }
-  return new S3ObjectStore(client, location.bucket, location.prefix, options);
+  const plainHttp = typeof config.endpoint === 'string' && config.endpoint.startsWith('http://');
+  return new S3ObjectStore(client, location.bucket, location.prefix, { ...options, directReads: options.directReads ?? plainHttp });
 }
 
 /** Creates the bucket of `s3://BUCKET[/PREFIX]` if it does not exist (tests, local setups). */
