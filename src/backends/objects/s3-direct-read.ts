@@ -16,9 +16,15 @@ import { connect, type Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
 import type { ByteRange } from '../../core/interfaces.js';
 
-/** Each read of the socket fills at most one buffer; 256 KiB reads ran as fast as 1 MiB ones. */
-const BUFFER_BYTES = 256 * 1024;
-/** Buffers per relayed body: the one being read into plus up to three being written. */
+/** Reads of the head and of a streamed body: what Node's HTTP client reads at a time. */
+const READ_BYTES = 64 * 1024;
+/** Reads of a sent body fill at most one buffer; 256 KiB reads ran as fast as 1 MiB ones. */
+const SEND_BYTES = 256 * 1024;
+/**
+ * Buffers per sent body: the one being read into plus up to three being written. Made only as
+ * a slow client needs them: when the client keeps up, each write is taken at once and one or
+ * two buffers go round.
+ */
 const SEND_BUFFERS = 4;
 const MAX_HEAD_BYTES = 64 * 1024;
 /** Until the answer's head arrives; after it, as through the SDK, a body may pause indefinitely. */
@@ -74,9 +80,9 @@ export function directRead(url: URL, range?: ByteRange): Promise<DirectBody | nu
 export class DirectBody extends Readable {
   private readonly socket: Socket;
   /** The buffer the next socket read fills; never one a write still holds. */
-  private current = Buffer.allocUnsafeSlow(BUFFER_BYTES);
-  /** Buffers free to read into while sending (sendTo). */
-  private spare: Buffer[] | null = null;
+  private current = Buffer.allocUnsafeSlow(READ_BYTES);
+  /** While sending (sendTo): buffers free to read into, and how many more may be made. */
+  private spare: { free: Buffer[]; size: number; unmade: number } | null = null;
   private headBytes: Buffer | null = Buffer.alloc(0);
   private remaining = 0;
   private pending: Buffer | null = null;
@@ -88,7 +94,7 @@ export class DirectBody extends Readable {
     private readonly range: ByteRange | undefined,
     onHead: (body: DirectBody | null) => void,
   ) {
-    super({ highWaterMark: BUFFER_BYTES });
+    super({ highWaterMark: READ_BYTES });
     this.onHead = onHead;
     this.socket = connect({
       host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
@@ -121,9 +127,17 @@ export class DirectBody extends Readable {
   }
 
   private nextBuffer(): Buffer {
-    // While sending, the buffer just filled is in a write: read into a spare one (there is one,
-    // see received()), else keep reading into the same buffer (its bytes were copied).
-    if (this.spare) this.current = this.spare.pop() ?? Buffer.allocUnsafeSlow(BUFFER_BYTES);
+    // While sending, the buffer just filled is in a write: read into a free one (sendTo leaves
+    // one, see there); when streaming, read into the same buffer again (its bytes were copied).
+    const spare = this.spare;
+    if (spare) {
+      const free = spare.free.pop();
+      if (free) this.current = free;
+      else {
+        spare.unmade--;
+        this.current = Buffer.allocUnsafeSlow(spare.size);
+      }
+    }
     return this.current;
   }
 
@@ -193,7 +207,7 @@ export class DirectBody extends Readable {
    * early, a write fails, or the sink closes first (the client went away).
    */
   async sendTo(sink: Writable): Promise<void> {
-    const spare = Array.from({ length: SEND_BUFFERS - 1 }, () => Buffer.allocUnsafeSlow(BUFFER_BYTES));
+    const spare = { free: [] as Buffer[], size: Math.min(SEND_BYTES, Math.max(1, this.remaining)), unmade: SEND_BUFFERS - 1 };
     this.spare = spare;
     let inFlight = 0;
     let paused = false;
@@ -211,7 +225,7 @@ export class DirectBody extends Readable {
       sink.write(chunk, (err) => {
         inFlight--;
         if (err) return fail(err);
-        if (buffer) spare.push(buffer);
+        if (buffer) spare.free.push(buffer);
         if (paused && this.remaining > 0) {
           paused = false;
           this.socket.resume();
@@ -225,9 +239,9 @@ export class DirectBody extends Readable {
     this.once('error', broken);
     this.onChunk = (chunk, buffer) => {
       write(chunk, buffer);
-      // nextBuffer() takes a spare right after this returns; reading goes on only while a
-      // spare is left beyond that one, so the buffer read into is never one a write holds.
-      if (spare.length >= 2) return true;
+      // nextBuffer() takes a buffer right after this returns; reading goes on only while one
+      // is left beyond that, so the buffer read into is never one a write holds.
+      if (spare.free.length + spare.unmade >= 2) return true;
       paused = true;
       return false;
     };
