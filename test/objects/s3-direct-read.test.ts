@@ -154,3 +154,31 @@ test('a body cut short fails the stream and the send', async () => {
     await srv.stop();
   }
 });
+
+test('after the body, the connection is left for the server to close', async () => {
+  const body = randomBytes(300 * 1024);
+  let clientEnded = false;
+  let serverSocket: net.Socket | null = null;
+  const srv = net.createServer((socket) => {
+    serverSocket = socket;
+    socket.on('error', () => {});
+    socket.on('end', () => (clientEnded = true));
+    socket.once('data', () => socket.write(Buffer.concat([head('200 OK', { 'Content-Length': body.length }), body])));
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = srv.address() as net.AddressInfo;
+    const read = await directRead(new URL(`http://127.0.0.1:${port}/b/k`));
+    const out = sink();
+    await read!.sendTo(out.sink);
+    assert.ok(out.bytes().equals(body));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(clientEnded, false, 'Portfolio does not close first (its side would hold the TIME_WAIT)');
+    const closed = new Promise((resolve) => serverSocket!.once('close', resolve));
+    serverSocket!.end();
+    await closed;
+    assert.equal(clientEnded, true, 'it closes once the server has');
+  } finally {
+    await new Promise((resolve) => srv.close(resolve));
+  }
+});

@@ -29,6 +29,13 @@ const SEND_BUFFERS = 4;
 const MAX_HEAD_BYTES = 64 * 1024;
 /** Until the answer's head arrives; after it, as through the SDK, a body may pause indefinitely. */
 const HEAD_TIMEOUT_MS = 30_000;
+/**
+ * After the body, the connection is left for the server to close (it was asked to), so that the
+ * TIME_WAIT entry is the server's and Portfolio's ephemeral ports are free again at once; a
+ * server that keeps it open is cut off after this long.
+ */
+const CLOSE_WAIT_MS = 5_000;
+const DRAIN_BYTES = 1024;
 const HEAD_END = Buffer.from('\r\n\r\n');
 
 interface Head {
@@ -86,6 +93,8 @@ export class DirectBody extends Readable {
   private headBytes: Buffer | null = Buffer.alloc(0);
   private remaining = 0;
   private pending: Buffer | null = null;
+  /** Read into once the body is complete (the server should send nothing more). */
+  private drain: Buffer | null = null;
   private onChunk: (chunk: Buffer, buffer: Buffer) => boolean = () => false;
   private onHead: ((body: DirectBody | null) => void) | null;
 
@@ -106,12 +115,16 @@ export class DirectBody extends Readable {
 
   start(): void {
     const { socket, url, range } = this;
-    socket.setTimeout(HEAD_TIMEOUT_MS, () => socket.destroy(new Error(`no answer from ${url.host} in ${HEAD_TIMEOUT_MS} ms`)));
+    socket.setTimeout(HEAD_TIMEOUT_MS);
+    socket.on('timeout', () => socket.destroy());
     socket.once('connect', () => {
       const rangeHeader = range ? `Range: bytes=${range.start}-${range.end}\r\n` : '';
       socket.write(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n${rangeHeader}Connection: close\r\n\r\n`);
     });
-    socket.on('error', (err) => (this.onHead ? this.answer(null) : this.destroy(err)));
+    socket.on('error', (err) => {
+      if (this.onHead) this.answer(null);
+      else if (this.remaining > 0) this.destroy(err);
+    });
     socket.on('close', () => {
       if (this.onHead) this.answer(null);
       else if (this.remaining > 0) this.destroy(new Error(`the S3 connection closed ${this.remaining} bytes before the object's end`));
@@ -127,6 +140,7 @@ export class DirectBody extends Readable {
   }
 
   private nextBuffer(): Buffer {
+    if (this.headBytes === null && this.remaining === 0) return (this.drain ??= Buffer.allocUnsafeSlow(DRAIN_BYTES));
     // While sending, the buffer just filled is in a write: read into a free one (sendTo leaves
     // one, see there); when streaming, read into the same buffer again (its bytes were copied).
     const spare = this.spare;
@@ -145,9 +159,13 @@ export class DirectBody extends Readable {
   private received(n: number, buffer: Buffer): boolean {
     if (this.headBytes) return this.receivedHead(buffer.subarray(0, n));
     const take = Math.min(n, this.remaining);
+    // Past the body: read on until the server closes.
+    if (take === 0) return true;
     this.remaining -= take;
-    const more = take > 0 && this.onChunk(buffer.subarray(0, take), buffer);
-    return more && this.remaining > 0;
+    const more = this.onChunk(buffer.subarray(0, take), buffer);
+    if (this.remaining > 0) return more;
+    this.socket.setTimeout(CLOSE_WAIT_MS);
+    return true;
   }
 
   private receivedHead(bytes: Buffer): boolean {
@@ -170,8 +188,9 @@ export class DirectBody extends Readable {
     this.remaining = head.length - head.rest.length;
     this.pending = head.rest.length > 0 ? head.rest : null;
     this.answer(this);
-    // Paused until the body is read or sent.
-    return false;
+    if (this.remaining > 0) return false; // paused until the body is read or sent
+    this.socket.setTimeout(CLOSE_WAIT_MS);
+    return true;
   }
 
   override _read(): void {
@@ -182,23 +201,20 @@ export class DirectBody extends Readable {
     }
     if (this.remaining === 0) {
       this.push(null);
-      this.socket.destroy();
       return;
     }
     this.onChunk = (chunk) => {
       // The buffer is read into again: what is pushed must be a copy.
       const more = this.push(Buffer.from(chunk));
-      if (this.remaining === 0) {
-        this.push(null);
-        this.socket.destroy();
-      }
+      if (this.remaining === 0) this.push(null);
       return more;
     };
     this.socket.resume();
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
-    this.socket.destroy();
+    // A complete body's connection closes by itself (received()).
+    if (this.remaining > 0) this.socket.destroy();
     done(err);
   }
 
