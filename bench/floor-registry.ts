@@ -8,7 +8,9 @@
  *
  * With FLOOR_S3_BUCKET (and the SDK's AWS_* environment), larger blobs go to S3 instead, under
  * FLOOR_S3_PREFIX: a monolithic PUT becomes a multipart upload of 8 MiB parts sent one after
- * another, a GET relays GetObject's body into the response, as Portfolio on S3 does.
+ * another; a GET reads a presigned URL over a plain socket into reused buffers and hands them to
+ * the response (src/backends/objects/s3-direct-read.ts), as Portfolio does from an http://
+ * endpoint.
  *
  *   node dist/bench/floor-registry.js PORT DIR
  */
@@ -19,6 +21,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { directRead } from '../src/backends/objects/s3-direct-read.js';
 import { sendThroughBuffers } from '../src/core/buffered-send.js';
 
 const [port, dir] = [Number(process.argv[2]), process.argv[3]!];
@@ -73,6 +76,9 @@ function files(): BlobStore {
 /** Loaded only in this mode: the SDK's modules would otherwise count in the files mode's memory. */
 async function s3(bucket: string, prefix: string): Promise<BlobStore> {
   const { S3Client, CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand, GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const { getSignedUrl } = await import('@aws-sdk/s3-request-presigner');
+  // This SDK release warns on every start that later ones will not support Node 20.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const PART = 8 * 1024 * 1024;
   const client = new S3Client({ forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
   const keys = new Map<string, { key: string; size: number }>();
@@ -108,8 +114,10 @@ async function s3(bucket: string, prefix: string): Promise<BlobStore> {
     },
     size: async (digest) => keys.get(digest)?.size,
     async send(digest, res) {
-      const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: keys.get(digest)!.key }));
-      await pipeline(out.Body as Readable, res);
+      const url = await getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: keys.get(digest)!.key }), { expiresIn: 60 });
+      const body = await directRead(new URL(url));
+      if (!body) throw new Error(`GET ${digest} from S3 failed`);
+      await body.sendTo(res);
     },
   };
 }
