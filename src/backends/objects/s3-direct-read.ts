@@ -39,7 +39,6 @@ const DRAIN_BYTES = 1024;
 const HEAD_END = Buffer.from('\r\n\r\n');
 
 interface Head {
-  status: number;
   length: number;
   /** Bytes of the body that arrived with the head. */
   rest: Buffer;
@@ -66,7 +65,7 @@ function parseHead(bytes: Buffer, end: number, range: ByteRange | undefined): He
   if (length === null || length !== expected || code !== (range ? 206 : 200)) return null;
   const rest = bytes.subarray(end + HEAD_END.length);
   if (rest.length > length) return null;
-  return { status: code, length, rest: Buffer.from(rest) };
+  return { length, rest: Buffer.from(rest) };
 }
 
 /**
@@ -74,10 +73,7 @@ function parseHead(bytes: Buffer, end: number, range: ByteRange | undefined): He
  * once the head has arrived: the object's bytes, or null when the SDK should be asked instead.
  */
 export function directRead(url: URL, range?: ByteRange): Promise<DirectBody | null> {
-  return new Promise((resolve) => {
-    const body = new DirectBody(url, range, resolve);
-    body.start();
-  });
+  return new Promise((resolve) => new DirectBody(url, range, resolve));
 }
 
 /**
@@ -99,7 +95,7 @@ export class DirectBody extends Readable {
   private onHead: ((body: DirectBody | null) => void) | null;
 
   constructor(
-    private readonly url: URL,
+    url: URL,
     private readonly range: ByteRange | undefined,
     onHead: (body: DirectBody | null) => void,
   ) {
@@ -111,10 +107,7 @@ export class DirectBody extends Readable {
       noDelay: true,
       onread: { buffer: () => this.nextBuffer(), callback: (n, buffer) => this.received(n, buffer as Buffer) },
     });
-  }
-
-  start(): void {
-    const { socket, url, range } = this;
+    const socket = this.socket;
     socket.setTimeout(HEAD_TIMEOUT_MS);
     socket.on('timeout', () => socket.destroy());
     socket.once('connect', () => {
