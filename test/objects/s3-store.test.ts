@@ -437,6 +437,23 @@ s3test('reads over a plain socket: whole, ranged and empty objects, streamed or 
   assert.ok(none.sink.writableFinished && none.bytes().length === 0);
 });
 
+s3test('direct reads running at once each get their own bytes', async () => {
+  const objects = await Promise.all(
+    Array.from({ length: 4 }, async (_, i) => {
+      const data = randomBytes(MiB + i * 4097);
+      return { data, key: await stored(`direct-many-${i}`, data) };
+    }),
+  );
+  await Promise.all(
+    Array.from({ length: 16 }, async (_, i) => {
+      const { data, key } = objects[i % objects.length]!;
+      const sink = slowSink();
+      await (await store.read(key)).sendTo!(sink.sink);
+      assert.ok(sink.bytes().equals(data), `read ${i}`);
+    }),
+  );
+});
+
 s3test('a direct read whose client goes away rejects; the next read gets the whole object', async () => {
   const key = await stored('direct-gone', randomBytes(4 * MiB));
   let written = 0;
