@@ -77,10 +77,9 @@ function files(): BlobStore {
 async function s3(bucket: string, prefix: string): Promise<BlobStore> {
   const { S3Client, CreateMultipartUploadCommand, UploadPartCommand, CompleteMultipartUploadCommand, GetObjectCommand } = await import('@aws-sdk/client-s3');
   const { getSignedUrl } = await import('@aws-sdk/s3-request-presigner');
-  // This SDK release warns on every start that later ones will not support Node 20.
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const { s3ClientConfig } = await import('../src/backends/objects/s3-store.js');
   const PART = 8 * 1024 * 1024;
-  const client = new S3Client({ forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+  const client = new S3Client(s3ClientConfig());
   const keys = new Map<string, { key: string; size: number }>();
   const received = new Map<string, { key: string; size: number }>();
   return {

@@ -20,6 +20,7 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from '@aws-sdk/client-s3';
+import { s3ClientConfig } from '../src/backends/objects/s3-store.js';
 
 export interface S3Endpoint {
   endpoint: string;
@@ -96,12 +97,14 @@ export class ScaleOut {
     readonly endpoint: S3Endpoint,
     private readonly pgBase: string,
   ) {
-    this.s3 = new S3Client({
-      endpoint: endpoint.endpoint,
-      region: endpoint.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: endpoint.accessKey, secretAccessKey: endpoint.secretKey },
-    });
+    this.s3 = new S3Client(
+      s3ClientConfig({
+        endpoint: endpoint.endpoint,
+        region: endpoint.region,
+        forcePathStyle: true,
+        credentials: { accessKeyId: endpoint.accessKey, secretAccessKey: endpoint.secretKey },
+      }),
+    );
   }
 
   /** Checks both servers answer and creates the run's bucket. */

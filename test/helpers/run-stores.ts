@@ -4,6 +4,7 @@
  * has run, so a run on a long-lived machine leaves nothing behind, whatever its tests did.
  */
 import { AbortMultipartUploadCommand, DeleteObjectsCommand, ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { s3ClientConfig } from '../../src/backends/objects/s3-store.js';
 import { databasePrefix, PG_URL, S3_BUCKET, s3Prefix, s3Service } from './registry.js';
 
 export async function removeRunStores(run: string, { s3 }: { s3: boolean }): Promise<{ databases: number; objects: number }> {
@@ -28,12 +29,14 @@ async function dropDatabases(prefix: string): Promise<number> {
 
 async function deleteObjects(prefix: string): Promise<number> {
   const env = s3Service();
-  const s3 = new S3Client({
-    endpoint: env.AWS_ENDPOINT_URL_S3,
-    region: env.AWS_REGION,
-    forcePathStyle: true,
-    credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! },
-  });
+  const s3 = new S3Client(
+    s3ClientConfig({
+      endpoint: env.AWS_ENDPOINT_URL_S3,
+      region: env.AWS_REGION,
+      forcePathStyle: true,
+      credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! },
+    }),
+  );
   let deleted = 0;
   try {
     // Uploads a killed server left unfinished (the crash tests) hold parts no listing shows.
