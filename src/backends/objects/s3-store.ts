@@ -45,6 +45,10 @@
  *   through the sockets' buffers (measured: 256 MiB in one append ~115-160 MB/s, in 8 MiB
  *   appends ~60-100 MB/s including the copy at completion).
  *
+ * Reads of completed objects from an `http://` endpoint (an in-cluster gateway) GET a presigned URL
+ * over a plain socket into reused buffers (s3-direct-read.ts), at a third of the SDK's CPU per MB;
+ * any other answer, and every `https://` endpoint, goes through the SDK.
+ *
  * Staging objects are hidden from list() (a garbage collector comparing list() with the
  * metadata must not delete the staging objects of live uploads); listStagedUploads() names the
  * uploads that have some, and abortUpload(key) removes them.
