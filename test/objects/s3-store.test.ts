@@ -454,6 +454,38 @@ s3test('direct reads running at once each get their own bytes', async () => {
   );
 });
 
+s3test('direct reads reuse a presigned URL per key, and sign anew once it fails', async () => {
+  const reuse = await createS3ObjectStore(`s3://${BUCKET}/${RUN}`);
+  try {
+    let signed = 0;
+    const presign = reuse.presignRead.bind(reuse);
+    reuse.presignRead = (key, seconds) => {
+      signed++;
+      return presign(key, seconds);
+    };
+    const first = randomBytes(300 * KiB);
+    const key = keyFor('direct-reuse');
+    const put = async (data: Buffer) => {
+      const { state } = await reuse.appendUpload(key, await reuse.beginUpload(key), 0, bodyOf(data));
+      await reuse.completeUpload(key, state, data.length);
+    };
+    await put(first);
+    assert.ok((await collect(await reuse.read(key))).equals(first));
+    assert.ok((await collect(await reuse.read(key, { start: 10, end: 20 }))).equals(first.subarray(10, 21)));
+    assert.equal(signed, 1, 'the second read of the key reused the first one\'s URL');
+
+    // Gone: the kept URL is refused, the SDK reports the missing object, and the URL is dropped.
+    await raw.send(new DeleteObjectsCommand({ Bucket: BUCKET, Delete: { Objects: [{ Key: `${RUN}/${key}` }] } }));
+    await assert.rejects(reuse.read(key), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+    const second = randomBytes(200 * KiB);
+    await put(second);
+    assert.ok((await collect(await reuse.read(key))).equals(second), 'the new object, through a new URL');
+    assert.equal(signed, 2, 'one new signature, after the refused one was dropped');
+  } finally {
+    await reuse.close();
+  }
+});
+
 s3test('a direct read whose client goes away rejects; the next read gets the whole object', async () => {
   const key = await stored('direct-gone', randomBytes(4 * MiB));
   let written = 0;
