@@ -159,7 +159,12 @@ export class DirectBody extends Readable {
   }
 
   private nextBuffer(): Buffer {
-    if (this.headBytes === null && this.remaining === 0) return DRAIN;
+    if (this.headBytes === null && this.remaining === 0) {
+      // The body is complete. A streamed body's buffer is free (its bytes were copied); a sent
+      // body's last buffer is in a write and comes back through the write's callback.
+      if (!this.spare) giveBack([this.current]);
+      return (this.current = DRAIN);
+    }
     // While sending, the buffer just filled is in a write: read into a free one (sendTo leaves
     // one, see there); when streaming, read into the same buffer again (its bytes were copied).
     const spare = this.spare;
