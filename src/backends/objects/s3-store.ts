@@ -99,10 +99,11 @@ const MARKER = 'portfolio-upload';
 /** Part buffers kept for reuse by later appends (allocating 8 MiB per append costs GC time). */
 const SPARE_BUFFERS = 2;
 /**
- * Presigned URLs of direct reads are kept for reuse, as objects are never rewritten in place:
- * presigning in the SDK cost ~0.6 ms of CPU per GET under load, more than the rest of a 200 KB
- * blob's GET. A URL is signed for 15 minutes and used for 10, so a connection made near the end
- * still has time.
+ * Presigned URLs of direct reads are kept per key for reuse (a URL names the key, whatever it
+ * holds): presigning in the SDK cost ~0.6 ms of CPU per GET under load, more than the rest of a
+ * 200 KB blob's GET. A URL is signed for 15 minutes and used for 10, so a connection made near
+ * the end still has time; one that fails (expired credentials) is dropped and the read goes
+ * through the SDK.
  */
 const DIRECT_READ_URL_SECONDS = 15 * 60;
 const DIRECT_READ_URL_REUSE_MS = 10 * 60_000;
