@@ -9,6 +9,11 @@ import type { Writable } from 'node:stream';
 export const SEND_CHUNK = 2 * 1024 * 1024;
 const SEND_BUFFERS = 3;
 
+/** The error a send fails with when its sink closed first (the client went away). */
+export function responseClosed(): Error {
+  return Object.assign(new Error('the response closed before the body was sent'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+}
+
 /**
  * Sends what `next` reads into the buffer it is given (the filled part, or null at the end),
  * then ends the sink. Rejects when `next` fails, a write fails, or the sink closes early (the
@@ -19,7 +24,7 @@ export async function sendThroughBuffers(sink: Writable, next: (buffer: Buffer) 
   const inFlight: Promise<void>[] = [];
   let closed: () => void = () => {};
   const gone = new Promise<never>((_, reject) => {
-    closed = () => reject(Object.assign(new Error('the response closed before the body was sent'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    closed = () => reject(responseClosed());
   });
   gone.catch(() => {});
   sink.once('close', closed);

@@ -15,6 +15,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
+import { responseClosed } from '../../core/buffered-send.js';
 import type { ByteRange } from '../../core/interfaces.js';
 
 /** Reads of the head and of a streamed body: what Node's HTTP client reads at a time. */
@@ -154,6 +155,7 @@ export class DirectBody extends Readable {
     else {
       this.socket.destroy();
       giveBack([this.current]);
+      this.current = DRAIN;
     }
     onHead(body);
   }
@@ -283,7 +285,7 @@ export class DirectBody extends Readable {
       });
     };
     // A response also closes after it finished: only an earlier close is the client going away.
-    const gone = () => settled || fail(Object.assign(new Error('the response closed before the body was sent'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    const gone = () => settled || fail(responseClosed());
     const broken = (err: Error) => fail(err);
     sink.once('close', gone);
     this.once('error', broken);
