@@ -40,7 +40,7 @@ import {
   type Settings,
 } from './figures.js';
 import { distributionInstalled, externalRegistry, killAll, startDistribution, startPortfolio, syncDisks, DISTRIBUTION_BIN, type Registry } from './servers.js';
-import { CpuMeter, probes } from './cpu.js';
+import { CpuMeter, cpuIdlePolicy, probes } from './cpu.js';
 import { cephPids, ScaleOut, type DatabaseMeter, type Stores } from './scale-out.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -592,12 +592,13 @@ async function main(): Promise<number> {
     const distribution = runDistribution ? combineRounds(distributionRuns) : undefined;
 
     const rows = buildRows(s, portfolio, distribution);
+    const cpuIdle = cpuIdlePolicy();
     console.log('');
     console.log(`Portfolio vs CNCF distribution 2.8.2${s.scaleOut ? ', scale-out: PostgreSQL + S3 against the S3 driver' : ''} — ${s.quick ? 'QUICK run (smaller blobs, shorter runs: not comparable to the reference figures)' : 'full run'}; MB = 10^6 bytes`);
     console.log(`Portfolio: ${runPortfolio ? portfolioDesc : 'not run'}`);
     console.log(`distribution: ${runDistribution ? distributionDesc : 'not run'}`);
     if (scaleOut) console.log(`S3: ${scaleOut.endpoint.endpoint}, bucket ${scaleOut.bucket} (removed after the run)`);
-    console.log(`machine: ${os.cpus().length} CPUs, load average at start ${loadAvg.join(' ')} (other work on the machine skews the figures)`);
+    console.log(`machine: ${os.cpus().length} CPUs${cpuIdle ? `, ${cpuIdle}` : ''}, load average at start ${loadAvg.join(' ')} (other work on the machine skews the figures)`);
     console.log('');
     printTable(rows, ['figure', 'Portfolio', 'its CPU', 'distribution', 'its CPU', 'ratio', 'distribution ref', 'target', 'met']);
     console.log('');
@@ -630,6 +631,7 @@ async function main(): Promise<number> {
       rounds,
       cpus: os.cpus().length,
       loadAverageAtStart: loadAvg,
+      cpuIdle: cpuIdle ?? null,
       settings: { ...s, scratchDir: undefined },
       portfolioConfig: runPortfolio ? portfolioDesc : null,
       distributionConfig: runDistribution ? { cache: values['distribution-cache'] ?? false, storage: s.scaleOut ? 's3' : 'filesystem', redirect } : null,

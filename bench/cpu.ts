@@ -2,6 +2,7 @@
  * CPU time of server processes, from /proc/<pid>/stat (utime + stime): the cost of an operation
  * that other load on the machine barely moves, unlike its rate.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { CpuProbe } from './figures.js';
 
@@ -54,4 +55,27 @@ export function probes(...all: CpuProbe[]): CpuProbe {
     begin: async () => void (await Promise.all(all.map((p) => p.begin()))),
     end: async () => void (await Promise.all(all.map((p) => p.end()))),
   };
+}
+
+/**
+ * How this machine's idle CPUs wait: the cpuidle driver, and for a virtual machine's haltpoll
+ * driver how long an idle CPU polls before it halts. A response to a load generator on a halted
+ * CPU wakes it through an inter-processor interrupt, a VM exit the server's system time pays for:
+ * on the bench's 2-core VM, halt-polling off against 200 µs moved a manifest GET's CPU from
+ * 81–86 to 57–60 µs (bench/README.md). Undefined where /sys does not say.
+ */
+export function cpuIdlePolicy(): string | undefined {
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const driver = read('/sys/devices/system/cpu/cpuidle/current_driver');
+  if (driver === undefined) return undefined;
+  if (driver !== 'haltpoll') return `cpuidle ${driver}`;
+  const pollNs = Number(read('/sys/module/haltpoll/parameters/guest_halt_poll_ns'));
+  if (!Number.isFinite(pollNs)) return 'cpuidle haltpoll';
+  return pollNs > 0 ? `cpuidle haltpoll, polling up to ${pollNs / 1000} µs before halting` : 'cpuidle haltpoll, halt-polling off (guest_halt_poll_ns=0)';
 }

@@ -17,7 +17,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CpuMeter } from './cpu.js';
+import { CpuMeter, cpuIdlePolicy } from './cpu.js';
 import { Rng, SeededBlob } from './data.js';
 import { download, manifestLoad, median, settingsFor, smallImages, smallPushes, uploadMonolithic, type Settings } from './figures.js';
 import { Client } from './http.js';
@@ -153,7 +153,9 @@ try {
   }
   const med = (kind: Kind, key: keyof Round) => median(results[kind].map((r) => r[key]));
   const stores = scaleOut ? 'PostgreSQL + S3; the floor: S3' : 'SQLite + files; the floor: files';
+  const cpuIdle = cpuIdlePolicy();
   console.log(`Portfolio against the floor registry (node:http and hashing; bench/floor-registry.ts), ${stores}; medians of ${rounds} rounds; MB = 10^6 bytes`);
+  if (cpuIdle) console.log(`machine: ${cpuIdle}`);
   console.log(`${'figure'.padEnd(40)} ${'floor'.padStart(9)} ${'its CPU'.padStart(14)} ${'Portfolio'.padStart(10)} ${'its CPU'.padStart(14)} ${'ratio'.padStart(9)}`);
   for (const row of rows(s.blobSize / 1048576)) {
     if (row.rss) {
@@ -168,7 +170,7 @@ try {
       `${row.label.padEnd(40)} ${med('floor', row.rate!).toFixed(0).padStart(9)} ${cell('floor').padStart(14)} ${med('portfolio', row.rate!).toFixed(0).padStart(10)} ${cell('portfolio').padStart(14)} ${`${ratio.toFixed(2)}x`.padStart(9)}`,
     );
   }
-  console.log(`BENCH_JSON ${JSON.stringify({ bench: 'floor', rounds, floor: results.floor, portfolio: results.portfolio })}`);
+  console.log(`BENCH_JSON ${JSON.stringify({ bench: 'floor', rounds, cpuIdle: cpuIdle ?? null, floor: results.floor, portfolio: results.portfolio })}`);
 } finally {
   killAll();
   await scaleOut?.close();
