@@ -145,6 +145,20 @@ test('leaves a refused connection to the SDK', async () => {
   assert.equal(await directRead(srv.url), null);
 });
 
+test('leaves an https URL to the SDK, whatever answers on its port', async () => {
+  const body = randomBytes(100);
+  const srv = await server({ pieces: [head('200 OK', { 'Content-Length': body.length }), body], close: true });
+  try {
+    const url = new URL(srv.url);
+    url.protocol = 'https:';
+    assert.equal(url.port, srv.url.port);
+    assert.equal(await directRead(url), null);
+    assert.equal(srv.requests.length, 0, 'nothing was sent in the clear');
+  } finally {
+    await srv.stop();
+  }
+});
+
 test('a body cut short fails the stream and the send', async () => {
   const srv = await server({ pieces: [head('200 OK', { 'Content-Length': 1000 }), Buffer.alloc(600)], close: true });
   try {

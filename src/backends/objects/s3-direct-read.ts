@@ -97,8 +97,10 @@ function parseHead(bytes: Buffer, end: number, range: ByteRange | undefined): He
 /**
  * GETs `url` (a presigned URL, so no header needs signing; Range is not signed) and resolves
  * once the head has arrived: the object's bytes, or null when the SDK should be asked instead.
+ * Only `http:` URLs are read here; an `https:` endpoint's TLS settings live in the SDK's agent.
  */
 export function directRead(url: URL, range?: ByteRange): Promise<DirectBody | null> {
+  if (url.protocol !== 'http:') return Promise.resolve(null);
   return new Promise((resolve) => new DirectBody(url, range, resolve));
 }
 

@@ -192,7 +192,7 @@ export class S3ObjectStore implements ObjectStore {
   async read(key: string, range?: ByteRange): Promise<BlobStream> {
     if (this.directReads) {
       const url = await this.readUrl(key);
-      const body = url.protocol === 'http:' ? await directRead(url, range) : null;
+      const body = await directRead(url, range);
       if (body) return body;
       // Refused (credentials rotated, the object gone) or not plain: the next read signs anew.
       this.readUrls.delete(key);
